@@ -1,0 +1,171 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { decodeAttentionMask, gatherRows, type KvBlock } from './kv-cache.js';
+import type { DecoderModel } from './onnx.js';
+import type { Sequence } from './sequence.js';
+import type { GenerationEvent } from './types.js';
+
+export type EmitEvents = (batch: [id: number, events: GenerationEvent[]][]) => void;
+
+/**
+ * Continuous batching. Each new sequence is prefilled alone, then joins the running batch; every step runs one
+ * `forward` for all running rows; a finished or cancelled row leaves before the next step. When rows are
+ * running, at most one newcomer is prefilled per step, so a burst of arrivals cannot stall the streams that
+ * are already going by more than one prefill each step.
+ */
+export class BatchScheduler {
+  private readonly waiting: Sequence[] = [];
+  private rows: Sequence[] = [];
+  private cache: KvBlock;
+  private pending: [number, GenerationEvent[]][] = [];
+  private wake: (() => void) | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly model: DecoderModel,
+    private readonly maxBatchSize: number,
+    private readonly emit: EmitEvents,
+  ) {
+    this.cache = model.emptyCache(0);
+  }
+
+  submit(seq: Sequence): void {
+    this.waiting.push(seq);
+    this.wake?.();
+  }
+
+  /** Marks a sequence cancelled; it leaves the batch before the next decode step. */
+  cancel(id: number): void {
+    const queued = this.waiting.findIndex((s) => s.id === id);
+    if (queued !== -1) {
+      const [seq] = this.waiting.splice(queued, 1);
+      this.emit([[id, [seq!.abort()]]]);
+      return;
+    }
+    const running = this.rows.find((s) => s.id === id);
+    if (running) running.cancelled = true;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.wake?.();
+  }
+
+  async run(): Promise<void> {
+    while (!this.closed) {
+      if (this.rows.length === 0 && this.waiting.length === 0) {
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+        });
+        this.wake = undefined;
+        continue;
+      }
+      const joining = await this.admit();
+      this.regroup(joining);
+      if (this.rows.length > 0) await this.decodeStep();
+      this.flush();
+      // Lets cancel and submit messages in before the next step.
+      await nextTurn();
+    }
+  }
+
+  private async admit(): Promise<{ seq: Sequence; cache: KvBlock }[]> {
+    const joining: { seq: Sequence; cache: KvBlock }[] = [];
+    const budget = this.rows.length === 0 ? this.maxBatchSize : 1;
+    while (this.waiting.length > 0 && joining.length < budget && this.rows.length + joining.length < this.maxBatchSize) {
+      const seq = this.waiting.shift()!;
+      const cache = await this.prefill(seq);
+      if (cache) joining.push({ seq, cache });
+      this.flush();
+    }
+    return joining;
+  }
+
+  private async prefill(seq: Sequence): Promise<KvBlock | undefined> {
+    const ids = seq.promptIds;
+    const n = ids.length;
+    try {
+      const { logits, cache } = await this.model.forward(
+        BigInt64Array.from(ids, BigInt),
+        new BigInt64Array(n).fill(1n),
+        BigInt64Array.from(ids, (_, i) => BigInt(i)),
+        n,
+        this.model.emptyCache(1),
+      );
+      seq.cached = n;
+      if (seq.cancelled) {
+        this.pending.push([seq.id, [seq.abort()]]);
+        return undefined;
+      }
+      const vocab = logits.length / n;
+      this.pending.push([seq.id, seq.step(logits.subarray((n - 1) * vocab, n * vocab))]);
+      return seq.finished ? undefined : cache;
+    } catch (err) {
+      this.pending.push([seq.id, [{ type: 'error', message: `prefill failed: ${(err as Error).message}` }]]);
+      return undefined;
+    }
+  }
+
+  /** Drops finished and cancelled rows, adds the newly prefilled ones, and re-lays the cache out if that changed it. */
+  private regroup(joining: { seq: Sequence; cache: KvBlock }[]): void {
+    const staying: { seq: Sequence; source: KvBlock; row: number }[] = [];
+    this.rows.forEach((seq, row) => {
+      if (seq.cancelled && !seq.finished) this.pending.push([seq.id, [seq.abort()]]);
+      else if (!seq.finished) staying.push({ seq, source: this.cache, row });
+    });
+    if (staying.length === this.rows.length && joining.length === 0) return;
+    const next = [...staying, ...joining.map(({ seq, cache }) => ({ seq, source: cache, row: 0 }))];
+    const length = next.reduce((max, r) => Math.max(max, r.seq.cached), 0);
+    this.rows = next.map((r) => r.seq);
+    this.cache =
+      next.length === 0
+        ? this.model.emptyCache(0)
+        : gatherRows(
+            next.map((r) => ({ source: r.source, row: r.row, keep: r.seq.cached })),
+            length,
+            this.model.numKeyValueHeads,
+            this.model.headDim,
+            this.model.allocKv,
+          );
+  }
+
+  private async decodeStep(): Promise<void> {
+    const rows = this.rows;
+    try {
+      const { logits, cache } = await this.model.forward(
+        BigInt64Array.from(rows, (s) => BigInt(s.nextToken)),
+        decodeAttentionMask(
+          rows.map((s) => s.cached),
+          this.cache.length,
+        ),
+        BigInt64Array.from(rows, (s) => BigInt(s.cached)),
+        1,
+        this.cache,
+      );
+      this.cache = cache;
+      const vocab = logits.length / rows.length;
+      rows.forEach((seq, r) => {
+        seq.cached += 1;
+        if (!seq.cancelled) this.pending.push([seq.id, seq.step(logits.subarray(r * vocab, (r + 1) * vocab))]);
+      });
+    } catch (err) {
+      const message = `decode step failed: ${(err as Error).message}`;
+      for (const seq of rows) {
+        seq.finished = 'abort';
+        this.pending.push([seq.id, [{ type: 'error', message }]]);
+      }
+      this.rows = [];
+      this.cache = this.model.emptyCache(0);
+    }
+  }
+
+  private flush(): void {
+    if (this.pending.length === 0) return;
+    const batch = this.pending;
+    this.pending = [];
+    this.emit(batch);
+  }
+
+  stats(): { running: number; waiting: number } {
+    return { running: this.rows.length, waiting: this.waiting.length };
+  }
+}

@@ -1,0 +1,221 @@
+import { Worker } from 'node:worker_threads';
+import { ChatTemplate, type ChatMessage } from './chat-template.js';
+import { EngineError, EngineOverloadedError } from './errors.js';
+import { EventChannel } from './event-channel.js';
+import { eosTokenIds, loadModelFiles } from './model-files.js';
+import { TextTokenizer } from './tokenizer.js';
+import type { EngineStats, GenerationEvent, GenerationRequest, ModelInfo, SamplingParams } from './types.js';
+import type { FromWorker, ToWorker, WorkerInit } from './worker.js';
+
+export interface EngineOptions {
+  /** Graph inside the model directory; `onnx/model_quantized.onnx` picks an int8 export. */
+  graphFile?: string;
+  /** onnxruntime intra-op threads; 0 = one per core. */
+  intraOpThreads?: number;
+  /** Sequences decoded together in one batched step. */
+  maxBatchSize?: number;
+  /** Requests allowed to wait for a batch slot; beyond that `submit` refuses at once. */
+  maxQueue?: number;
+  /** Lower the usable context below the model's max_position_embeddings (e.g. to bound memory). */
+  contextLength?: number;
+}
+
+export const ENGINE_DEFAULTS = {
+  graphFile: 'onnx/model.onnx',
+  intraOpThreads: 0,
+  maxBatchSize: 16,
+  maxQueue: 64,
+} as const;
+
+interface Pending {
+  channel: EventChannel<GenerationEvent>;
+  started: boolean;
+  detach: () => void;
+}
+
+/** Bounds checks the engine needs to stay correct; the API layer applies its own, friendlier caps first. */
+function checkParams(p: SamplingParams): void {
+  const bad = (name: string, why: string) => {
+    throw new EngineError('invalid_generation_params', `${name} ${why}`);
+  };
+  if (!Number.isInteger(p.maxTokens) || p.maxTokens < 1) bad('maxTokens', 'must be an integer ≥ 1');
+  if (!(p.temperature >= 0)) bad('temperature', 'must be ≥ 0');
+  if (!(p.topP > 0 && p.topP <= 1)) bad('topP', 'must be in (0, 1]');
+  if (!Number.isInteger(p.topK) || p.topK < 0) bad('topK', 'must be an integer ≥ 0');
+  if (!(p.minP >= 0 && p.minP <= 1)) bad('minP', 'must be in [0, 1]');
+  if (!(p.repetitionPenalty > 0)) bad('repetitionPenalty', 'must be > 0');
+  if (!Number.isInteger(p.topLogprobs) || p.topLogprobs < 0 || p.topLogprobs > 20) bad('topLogprobs', 'must be 0–20');
+}
+
+/**
+ * The generation engine as the rest of the service sees it: tokenizer and chat template on the calling thread,
+ * inference in a worker thread. `submit` admits or refuses at once and streams events as an async iterator.
+ */
+export class Engine {
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private failure: string | undefined;
+  private closing = false;
+
+  private constructor(
+    private readonly worker: Worker,
+    readonly info: ModelInfo,
+    readonly tokenizer: TextTokenizer,
+    readonly chatTemplate: ChatTemplate,
+    private readonly maxBatchSize: number,
+    private readonly maxQueue: number,
+  ) {
+    worker.on('message', (msg: FromWorker) => this.onMessage(msg));
+    worker.on('error', (err) => this.fail(`inference worker crashed: ${err.message}`));
+    worker.on('exit', (code) => {
+      if (!this.closing) this.fail(`inference worker exited with code ${code}`);
+    });
+  }
+
+  static async load(modelDir: string, options: EngineOptions = {}): Promise<Engine> {
+    const files = await loadModelFiles(modelDir, options.graphFile ?? ENGINE_DEFAULTS.graphFile);
+    const tokenizer = new TextTokenizer(files.tokenizerJson, files.tokenizerConfig);
+    const chatTemplate = new ChatTemplate(files.tokenizerConfig);
+    const modelContext = files.config.max_position_embeddings ?? 2048;
+    const contextLength = Math.min(options.contextLength ?? modelContext, modelContext);
+    const eos = eosTokenIds(files);
+    const maxBatchSize = options.maxBatchSize ?? ENGINE_DEFAULTS.maxBatchSize;
+    const init: WorkerInit = {
+      files,
+      intraOpThreads: options.intraOpThreads ?? ENGINE_DEFAULTS.intraOpThreads,
+      maxBatchSize,
+      contextLength,
+      eosTokenIds: eos,
+    };
+    const worker = spawnWorker(init);
+    const shape = await new Promise<Extract<FromWorker, { type: 'ready' }>['shape']>((resolve, reject) => {
+      const onMessage = (msg: FromWorker) => {
+        if (msg.type === 'ready') resolve(msg.shape);
+        else if (msg.type === 'init-error') reject(new EngineError(msg.code as EngineError['code'], msg.message));
+      };
+      worker.once('message', onMessage);
+      worker.once('error', reject);
+    }).catch(async (err) => {
+      await worker.terminate();
+      throw err;
+    });
+    const info: ModelInfo = {
+      name: files.name,
+      modelType: files.config.model_type ?? 'unknown',
+      contextLength,
+      vocabSize: shape.vocabSize,
+      eosTokenIds: eos,
+      numLayers: shape.numLayers,
+      numKeyValueHeads: shape.numKeyValueHeads,
+      headDim: shape.headDim,
+      graphSha256: files.manifest.get(files.graphFile)!,
+    };
+    return new Engine(worker, info, tokenizer, chatTemplate, maxBatchSize, options.maxQueue ?? ENGINE_DEFAULTS.maxQueue);
+  }
+
+  /** Renders messages with the model's chat template and tokenizes the result. */
+  encodeChat(messages: ChatMessage[]): number[] {
+    return this.tokenizer.encode(this.chatTemplate.render(messages, true), false);
+  }
+
+  encodeText(text: string): number[] {
+    return this.tokenizer.encode(text, true);
+  }
+
+  get healthy(): boolean {
+    return this.failure === undefined && !this.closing;
+  }
+
+  stats(): EngineStats {
+    let running = 0;
+    for (const p of this.pending.values()) if (p.started) running++;
+    return { running, waiting: this.pending.size - running };
+  }
+
+  /**
+   * Starts a generation, or throws at once: EngineOverloadedError when batch and queue are full, EngineError
+   * for a prompt that does not fit the context. Aborting `signal` (or leaving the loop) ends it within a step.
+   */
+  submit(request: GenerationRequest, signal?: AbortSignal): AsyncIterableIterator<GenerationEvent> {
+    if (this.failure !== undefined) throw new EngineError('engine_worker_failed', this.failure);
+    if (this.closing) throw new EngineError('engine_closed', 'the engine is shutting down');
+    checkParams(request.params);
+    if (request.promptIds.length === 0) {
+      throw new EngineError('invalid_generation_params', 'the prompt is empty');
+    }
+    if (request.promptIds.length >= this.info.contextLength) {
+      throw new EngineError(
+        'invalid_generation_params',
+        `the prompt has ${request.promptIds.length} tokens; the context holds ${this.info.contextLength}`,
+      );
+    }
+    if (this.pending.size >= this.maxBatchSize + this.maxQueue) {
+      const { running, waiting } = this.stats();
+      throw new EngineOverloadedError(running, waiting);
+    }
+    const id = this.nextId++;
+    const cancel = () => this.post({ type: 'cancel', id });
+    const channel = new EventChannel<GenerationEvent>(cancel);
+    const onAbort = () => cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    this.pending.set(id, {
+      channel,
+      started: false,
+      detach: () => signal?.removeEventListener('abort', onAbort),
+    });
+    this.post({ type: 'submit', id, request });
+    if (signal?.aborted) cancel();
+    return channel;
+  }
+
+  /** Stops the worker; in-flight generations end with an error event. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    this.post({ type: 'close' });
+    this.fail('the engine was closed', false);
+    await this.worker.terminate();
+  }
+
+  private post(msg: ToWorker): void {
+    this.worker.postMessage(msg);
+  }
+
+  private onMessage(msg: FromWorker): void {
+    if (msg.type === 'init-error') {
+      this.fail(`inference worker failed: ${msg.message}`);
+      return;
+    }
+    if (msg.type !== 'events') return;
+    for (const [id, events] of msg.batch) {
+      const p = this.pending.get(id);
+      if (!p) continue;
+      p.started = true;
+      for (const event of events) {
+        p.channel.push(event);
+        if (event.type !== 'token') this.settle(id, p);
+      }
+    }
+  }
+
+  private settle(id: number, p: Pending): void {
+    this.pending.delete(id);
+    p.detach();
+    p.channel.end();
+  }
+
+  private fail(message: string, record = true): void {
+    if (record && this.failure === undefined) this.failure = message;
+    for (const [id, p] of this.pending) {
+      p.channel.push({ type: 'error', message });
+      this.settle(id, p);
+    }
+  }
+}
+
+function spawnWorker(init: WorkerInit): Worker {
+  // Under vitest or tsx this module is TypeScript, and so is the worker: let tsx load it there too.
+  const fromSource = import.meta.url.endsWith('.ts');
+  const url = new URL(fromSource ? './worker.ts' : './worker.js', import.meta.url);
+  return new Worker(url, { workerData: init, execArgv: fromSource ? ['--import', 'tsx'] : [] });
+}

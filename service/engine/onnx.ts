@@ -1,0 +1,135 @@
+/**
+ * The only module that imports onnxruntime-node. It turns a decoder-only ONNX graph (the Optimum /
+ * Transformers.js `text-generation-with-past` layout) into a `DecoderModel` with one operation: run a batch
+ * of new tokens against a KV cache and return logits plus the grown cache.
+ */
+import * as ort from 'onnxruntime-node';
+import { EngineError } from './errors.js';
+import type { KvArray, KvBlock } from './kv-cache.js';
+
+export interface SessionOptions {
+  /** Threads for one operator; 0 lets onnxruntime pick (all cores). */
+  intraOpThreads: number;
+}
+
+export interface DecoderModel {
+  readonly numLayers: number;
+  readonly numKeyValueHeads: number;
+  readonly headDim: number;
+  readonly vocabSize: number;
+  /** Creates an empty cache (length 0) for `batch` rows, the input of a prefill. */
+  emptyCache(batch: number): KvBlock;
+  /** Allocates zeroed storage for one cache tensor of the given element count, in the graph's KV type. */
+  allocKv(elements: number): KvArray;
+  /**
+   * Runs `tokens` new positions for every row. `attentionMask` covers cache + new tokens (batch × (length +
+   * tokens)); `positionIds` is batch × tokens. Returns logits for every new position and the grown cache.
+   */
+  forward(
+    inputIds: BigInt64Array,
+    attentionMask: BigInt64Array,
+    positionIds: BigInt64Array,
+    tokens: number,
+    cache: KvBlock,
+  ): Promise<{ logits: Float32Array; cache: KvBlock }>;
+}
+
+const PAST = /^past_key_values\.(\d+)\.(key|value)$/;
+const REQUIRED = ['input_ids', 'attention_mask'];
+
+function tensorMeta(meta: readonly ort.InferenceSession.ValueMetadata[], name: string) {
+  const m = meta.find((x) => x.name === name);
+  return m && m.isTensor ? m : undefined;
+}
+
+export async function loadDecoderModel(
+  graph: Uint8Array,
+  externalData: { path: string; data: Uint8Array }[],
+  source: string,
+  options: SessionOptions,
+): Promise<DecoderModel> {
+  const session = await ort.InferenceSession.create(graph, {
+    executionProviders: ['cpu'],
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    intraOpNumThreads: options.intraOpThreads,
+    interOpNumThreads: 1,
+    // Spinning threads burn the cores between decode steps, which the event loop and other requests need.
+    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+    ...(externalData.length > 0 ? { externalData } : {}),
+  });
+  return describeAndWrap(session, source);
+}
+
+function describeAndWrap(session: ort.InferenceSession, source: string): DecoderModel {
+  const inputs = session.inputNames;
+  const missing = REQUIRED.filter((n) => !inputs.includes(n));
+  const pastNames = inputs.filter((n) => PAST.test(n));
+  if (missing.length > 0 || pastNames.length === 0) {
+    throw new EngineError(
+      'model_format',
+      `${source} is not a decoder with a KV cache: expected inputs input_ids, attention_mask and ` +
+        `past_key_values.N.key/value (an Optimum "text-generation-with-past" export); it has ${inputs.join(', ')}`,
+    );
+  }
+  const hasPositionIds = inputs.includes('position_ids');
+  const known = new Set([...REQUIRED, 'position_ids', ...pastNames]);
+  const unknown = inputs.filter((n) => !known.has(n));
+  if (unknown.length > 0) {
+    throw new EngineError('model_format', `${source} has inputs the engine cannot feed: ${unknown.join(', ')}`);
+  }
+  const numLayers = pastNames.length / 2;
+  const presentNames = pastNames.map((n) => n.replace('past_key_values.', 'present.'));
+  const absent = ['logits', ...presentNames].filter((n) => !session.outputNames.includes(n));
+  if (absent.length > 0) {
+    throw new EngineError('model_format', `${source} lacks outputs ${absent.join(', ')}`);
+  }
+  const kvMeta = tensorMeta(session.inputMetadata, pastNames[0]!);
+  const [, heads, , headDim] = kvMeta?.shape ?? [];
+  if (typeof heads !== 'number' || typeof headDim !== 'number') {
+    throw new EngineError('model_format', `${source}: ${pastNames[0]} needs fixed head and head-dim axes`);
+  }
+  const kvType = kvMeta!.type;
+  if (kvType !== 'float32' && kvType !== 'float16') {
+    throw new EngineError('model_format', `${source}: KV cache type ${kvType} is not supported`);
+  }
+  const logitsMeta = tensorMeta(session.outputMetadata, 'logits');
+  const vocabSize = Number(logitsMeta?.shape[2]);
+
+  const allocKv = (elements: number): KvArray =>
+    kvType === 'float32' ? new Float32Array(elements) : new Uint16Array(elements);
+
+  return {
+    numLayers,
+    numKeyValueHeads: heads,
+    headDim,
+    vocabSize,
+    allocKv,
+    emptyCache: (batch) => ({ batch, length: 0, tensors: pastNames.map(() => allocKv(0)) }),
+    async forward(inputIds, attentionMask, positionIds, tokens, cache) {
+      const { batch, length } = cache;
+      const feeds: Record<string, ort.Tensor> = {
+        input_ids: new ort.Tensor('int64', inputIds, [batch, tokens]),
+        attention_mask: new ort.Tensor('int64', attentionMask, [batch, length + tokens]),
+      };
+      if (hasPositionIds) feeds.position_ids = new ort.Tensor('int64', positionIds, [batch, tokens]);
+      pastNames.forEach((name, i) => {
+        // Wrapping a typed array in a Tensor does not copy it: the previous step's present becomes this past.
+        feeds[name] = new ort.Tensor(kvType, cache.tensors[i]!, [batch, heads, length, headDim]);
+      });
+      const out = await session.run(feeds);
+      const logits = out.logits!;
+      if (logits.type !== 'float32') {
+        throw new EngineError('model_format', `${source}: logits of type ${logits.type} are not supported`);
+      }
+      return {
+        logits: logits.data as Float32Array,
+        cache: {
+          batch,
+          length: length + tokens,
+          tensors: presentNames.map((name) => out[name]!.data as KvArray),
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,83 @@
+/**
+ * The inference thread. onnxruntime's `run` blocks the thread that calls it, so the session, the scheduler
+ * and all per-token work live here and the main thread's event loop stays free for HTTP.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { BatchScheduler } from './batch.js';
+import { EngineError } from './errors.js';
+import { readVerified } from './manifest.js';
+import type { ModelFiles } from './model-files.js';
+import { loadDecoderModel } from './onnx.js';
+import { Sequence, type SequenceLimits } from './sequence.js';
+import { TextTokenizer } from './tokenizer.js';
+import type { GenerationRequest } from './types.js';
+
+export interface WorkerInit {
+  files: ModelFiles;
+  intraOpThreads: number;
+  maxBatchSize: number;
+  contextLength: number;
+  eosTokenIds: number[];
+}
+
+export type ToWorker =
+  | { type: 'submit'; id: number; request: GenerationRequest }
+  | { type: 'cancel'; id: number }
+  | { type: 'close' };
+
+export interface LoadedShape {
+  numLayers: number;
+  numKeyValueHeads: number;
+  headDim: number;
+  vocabSize: number;
+}
+
+export type FromWorker =
+  | { type: 'ready'; shape: LoadedShape }
+  | { type: 'init-error'; code: string; message: string }
+  | { type: 'events'; batch: [number, import('./types.js').GenerationEvent[]][] };
+
+const port = parentPort!;
+const init = workerData as WorkerInit;
+
+async function start(): Promise<void> {
+  const { files } = init;
+  const graph = await readVerified(files.dir, files.manifest, files.graphFile);
+  // Optimum and Transformers.js name a graph's external weights <graph>_data; they are verified like the graph.
+  const externalData = await Promise.all(
+    [`${files.graphFile}_data`, `${files.graphFile}.data`]
+      .filter((p) => files.manifest.has(p))
+      .map(async (p) => ({
+        path: p.split('/').pop()!,
+        data: await readVerified(files.dir, files.manifest, p),
+      })),
+  );
+  const model = await loadDecoderModel(graph, externalData, `${files.dir}/${files.graphFile}`, {
+    intraOpThreads: init.intraOpThreads,
+  });
+  const tokenizer = new TextTokenizer(files.tokenizerJson, files.tokenizerConfig);
+  const limits: SequenceLimits = { contextLength: init.contextLength, eosTokenIds: new Set(init.eosTokenIds) };
+  const scheduler = new BatchScheduler(model, init.maxBatchSize, (batch) => {
+    port.postMessage({ type: 'events', batch } satisfies FromWorker);
+  });
+  port.on('message', (msg: ToWorker) => {
+    if (msg.type === 'submit') scheduler.submit(new Sequence(msg.id, msg.request, tokenizer, limits));
+    else if (msg.type === 'cancel') scheduler.cancel(msg.id);
+    else if (msg.type === 'close') scheduler.close();
+  });
+  const shape: LoadedShape = {
+    numLayers: model.numLayers,
+    numKeyValueHeads: model.numKeyValueHeads,
+    headDim: model.headDim,
+    vocabSize: model.vocabSize,
+  };
+  port.postMessage({ type: 'ready', shape } satisfies FromWorker);
+  await scheduler.run();
+  port.close();
+}
+
+start().catch((err: unknown) => {
+  const code = err instanceof EngineError ? err.code : 'model_format';
+  port.postMessage({ type: 'init-error', code, message: (err as Error).message } satisfies FromWorker);
+  port.close();
+});
