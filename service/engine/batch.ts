@@ -4,7 +4,8 @@ import type { DecoderModel } from './onnx.js';
 import type { Sequence } from './sequence.js';
 import type { GenerationEvent } from './types.js';
 
-export type EmitEvents = (batch: [id: number, events: GenerationEvent[]][]) => void;
+/** `decodeRows` is the batch size of the decode step that produced the events (0 for prefill and cancels). */
+export type EmitEvents = (batch: [id: number, events: GenerationEvent[]][], decodeRows: number) => void;
 
 /**
  * Continuous batching. Each new sequence is prefilled alone, then joins the running batch; every step runs one
@@ -38,7 +39,7 @@ export class BatchScheduler {
     const queued = this.waiting.findIndex((s) => s.id === id);
     if (queued !== -1) {
       const [seq] = this.waiting.splice(queued, 1);
-      this.emit([[id, [seq!.abort()]]]);
+      this.emit([[id, [seq!.abort()]]], 0);
       return;
     }
     const running = this.rows.find((s) => s.id === id);
@@ -61,8 +62,8 @@ export class BatchScheduler {
       }
       const joining = await this.admit();
       this.regroup(joining);
-      if (this.rows.length > 0) await this.decodeStep();
       this.flush();
+      if (this.rows.length > 0) this.flush(await this.decodeStep());
       // Lets cancel and submit messages in before the next step.
       await nextTurn();
     }
@@ -71,7 +72,11 @@ export class BatchScheduler {
   private async admit(): Promise<{ seq: Sequence; cache: KvBlock }[]> {
     const joining: { seq: Sequence; cache: KvBlock }[] = [];
     const budget = this.rows.length === 0 ? this.maxBatchSize : 1;
-    while (this.waiting.length > 0 && joining.length < budget && this.rows.length + joining.length < this.maxBatchSize) {
+    while (
+      this.waiting.length > 0 &&
+      joining.length < budget &&
+      this.rows.length + joining.length < this.maxBatchSize
+    ) {
       const seq = this.waiting.shift()!;
       const cache = await this.prefill(seq);
       if (cache) joining.push({ seq, cache });
@@ -128,7 +133,8 @@ export class BatchScheduler {
           );
   }
 
-  private async decodeStep(): Promise<void> {
+  /** Runs one batched step; returns how many rows it decoded. */
+  private async decodeStep(): Promise<number> {
     const rows = this.rows;
     try {
       const { logits, cache } = await this.model.forward(
@@ -145,8 +151,10 @@ export class BatchScheduler {
       const vocab = logits.length / rows.length;
       rows.forEach((seq, r) => {
         seq.cached += 1;
-        if (!seq.cancelled) this.pending.push([seq.id, seq.step(logits.subarray(r * vocab, (r + 1) * vocab))]);
+        if (!seq.cancelled)
+          this.pending.push([seq.id, seq.step(logits.subarray(r * vocab, (r + 1) * vocab))]);
       });
+      return rows.length;
     } catch (err) {
       const message = `decode step failed: ${(err as Error).message}`;
       for (const seq of rows) {
@@ -155,14 +163,15 @@ export class BatchScheduler {
       }
       this.rows = [];
       this.cache = this.model.emptyCache(0);
+      return 0;
     }
   }
 
-  private flush(): void {
+  private flush(decodeRows = 0): void {
     if (this.pending.length === 0) return;
     const batch = this.pending;
     this.pending = [];
-    this.emit(batch);
+    this.emit(batch, decodeRows);
   }
 
   stats(): { running: number; waiting: number } {

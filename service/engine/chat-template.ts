@@ -44,6 +44,10 @@ export class ChatTemplate {
     if (!this.template) {
       throw new EngineError('model_format', 'this model has no chat_template in tokenizer_config.json');
     }
-    return this.template.render({ ...this.specialTokens, messages, add_generation_prompt: addGenerationPrompt });
+    return this.template.render({
+      ...this.specialTokens,
+      messages,
+      add_generation_prompt: addGenerationPrompt,
+    });
   }
 }

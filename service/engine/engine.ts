@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { ChatTemplate, type ChatMessage } from './chat-template.js';
+import { type ChatMessage, ChatTemplate } from './chat-template.js';
 import { EngineError, EngineOverloadedError } from './errors.js';
 import { EventChannel } from './event-channel.js';
 import { eosTokenIds, loadModelFiles } from './model-files.js';
@@ -44,7 +44,8 @@ function checkParams(p: SamplingParams): void {
   if (!Number.isInteger(p.topK) || p.topK < 0) bad('topK', 'must be an integer ≥ 0');
   if (!(p.minP >= 0 && p.minP <= 1)) bad('minP', 'must be in [0, 1]');
   if (!(p.repetitionPenalty > 0)) bad('repetitionPenalty', 'must be > 0');
-  if (!Number.isInteger(p.topLogprobs) || p.topLogprobs < 0 || p.topLogprobs > 20) bad('topLogprobs', 'must be 0–20');
+  if (!Number.isInteger(p.topLogprobs) || p.topLogprobs < 0 || p.topLogprobs > 20)
+    bad('topLogprobs', 'must be 0–20');
 }
 
 /**
@@ -53,6 +54,8 @@ function checkParams(p: SamplingParams): void {
  */
 export class Engine {
   private readonly pending = new Map<number, Pending>();
+  /** Decode steps so far and the rows they covered: decodedRows / decodeSteps is the mean batch size. */
+  readonly counters = { decodeSteps: 0, decodedRows: 0, maxDecodeBatch: 0 };
   private nextId = 1;
   private failure: string | undefined;
   private closing = false;
@@ -91,7 +94,8 @@ export class Engine {
     const shape = await new Promise<Extract<FromWorker, { type: 'ready' }>['shape']>((resolve, reject) => {
       const onMessage = (msg: FromWorker) => {
         if (msg.type === 'ready') resolve(msg.shape);
-        else if (msg.type === 'init-error') reject(new EngineError(msg.code as EngineError['code'], msg.message));
+        else if (msg.type === 'init-error')
+          reject(new EngineError(msg.code as EngineError['code'], msg.message));
       };
       worker.once('message', onMessage);
       worker.once('error', reject);
@@ -110,7 +114,14 @@ export class Engine {
       headDim: shape.headDim,
       graphSha256: files.manifest.get(files.graphFile)!,
     };
-    return new Engine(worker, info, tokenizer, chatTemplate, maxBatchSize, options.maxQueue ?? ENGINE_DEFAULTS.maxQueue);
+    return new Engine(
+      worker,
+      info,
+      tokenizer,
+      chatTemplate,
+      maxBatchSize,
+      options.maxQueue ?? ENGINE_DEFAULTS.maxQueue,
+    );
   }
 
   /** Renders messages with the model's chat template and tokenizes the result. */
@@ -187,6 +198,11 @@ export class Engine {
       return;
     }
     if (msg.type !== 'events') return;
+    if (msg.decodeRows > 0) {
+      this.counters.decodeSteps++;
+      this.counters.decodedRows += msg.decodeRows;
+      this.counters.maxDecodeBatch = Math.max(this.counters.maxDecodeBatch, msg.decodeRows);
+    }
     for (const [id, events] of msg.batch) {
       const p = this.pending.get(id);
       if (!p) continue;

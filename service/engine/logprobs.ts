@@ -11,7 +11,11 @@ export function logSumExp(logits: Float32Array): number {
 }
 
 /** The k most likely token ids with their log-probabilities, most likely first. */
-export function topLogprobs(logits: Float32Array, k: number, lse: number): { tokenId: number; logprob: number }[] {
+export function topLogprobs(
+  logits: Float32Array,
+  k: number,
+  lse: number,
+): { tokenId: number; logprob: number }[] {
   const best: { tokenId: number; logprob: number }[] = [];
   if (k <= 0) return best;
   for (let i = 0; i < logits.length; i++) {

@@ -17,7 +17,10 @@ export function parseManifest(text: string, source: string): Manifest {
     if (line === '') return;
     const match = LINE.exec(line);
     if (!match) {
-      throw new EngineError('model_format', `${source}:${i + 1}: not a sha256sum line: ${JSON.stringify(line)}`);
+      throw new EngineError(
+        'model_format',
+        `${source}:${i + 1}: not a sha256sum line: ${JSON.stringify(line)}`,
+      );
     }
     const path = normalize(match[2]!);
     // A manifest that points outside the model directory would let a tampered manifest vouch for any file.
@@ -64,7 +67,10 @@ export async function readVerified(dir: string, manifest: Manifest, relPath: str
   try {
     bytes = await readFile(join(dir, relPath));
   } catch {
-    throw new EngineError('model_file_missing', `${join(dir, relPath)} is listed in ${MANIFEST_FILE} but missing`);
+    throw new EngineError(
+      'model_file_missing',
+      `${join(dir, relPath)} is listed in ${MANIFEST_FILE} but missing`,
+    );
   }
   const actual = sha256(bytes);
   if (actual !== expected) {

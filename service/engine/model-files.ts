@@ -61,7 +61,16 @@ export async function loadModelFiles(dirArg: string, graphFile = 'onnx/model.onn
       `${graphFile} is not listed in ${dir}/SHA256SUMS (listed: ${[...manifest.keys()].join(', ')})`,
     );
   }
-  return { dir, name: basename(dir), config, generationConfig, tokenizerJson, tokenizerConfig, graphFile, manifest };
+  return {
+    dir,
+    name: basename(dir),
+    config,
+    generationConfig,
+    tokenizerJson,
+    tokenizerConfig,
+    graphFile,
+    manifest,
+  };
 }
 
 /** generation_config.json wins over config.json, as in Transformers. */

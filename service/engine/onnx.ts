@@ -39,7 +39,7 @@ const REQUIRED = ['input_ids', 'attention_mask'];
 
 function tensorMeta(meta: readonly ort.InferenceSession.ValueMetadata[], name: string) {
   const m = meta.find((x) => x.name === name);
-  return m && m.isTensor ? m : undefined;
+  return m?.isTensor ? m : undefined;
 }
 
 export async function loadDecoderModel(
@@ -76,7 +76,10 @@ function describeAndWrap(session: ort.InferenceSession, source: string): Decoder
   const known = new Set([...REQUIRED, 'position_ids', ...pastNames]);
   const unknown = inputs.filter((n) => !known.has(n));
   if (unknown.length > 0) {
-    throw new EngineError('model_format', `${source} has inputs the engine cannot feed: ${unknown.join(', ')}`);
+    throw new EngineError(
+      'model_format',
+      `${source} has inputs the engine cannot feed: ${unknown.join(', ')}`,
+    );
   }
   const numLayers = pastNames.length / 2;
   const presentNames = pastNames.map((n) => n.replace('past_key_values.', 'present.'));

@@ -16,7 +16,12 @@ export interface TokenHistory {
 export function adjustLogits(logits: Float32Array, params: SamplingParams, history: TokenHistory): void {
   applyLogitBias(logits, params.logitBias);
   applyRepetitionPenalty(logits, history.seen, params.repetitionPenalty);
-  applyPresenceFrequencyPenalty(logits, history.generatedCounts, params.presencePenalty, params.frequencyPenalty);
+  applyPresenceFrequencyPenalty(
+    logits,
+    history.generatedCounts,
+    params.presencePenalty,
+    params.frequencyPenalty,
+  );
 }
 
 /** Index of the largest logit; the first one on ties, as torch.argmax and Transformers.js do. */

@@ -58,7 +58,10 @@ export class Sequence {
     const logprob = raw ? this.logprobOf(raw, id) : undefined;
     if (!params.ignoreEos && this.limits.eosTokenIds.has(id)) {
       const rest = this.releaseAll();
-      return [{ type: 'token', tokenId: id, text: '', logprob }, this.finish('stop', rest.text, rest.stopped)];
+      return [
+        { type: 'token', tokenId: id, text: '', logprob },
+        this.finish('stop', rest.text, rest.stopped),
+      ];
     }
     const { emit, stopped } = this.stopper.push(this.detokenizer.push(id));
     const events: GenerationEvent[] = [{ type: 'token', tokenId: id, text: emit, logprob }];
@@ -99,7 +102,11 @@ export class Sequence {
 
   private logprobOf(raw: Float32Array, id: number): TokenLogprob {
     const lse = logSumExp(raw);
-    const describe = (tokenId: number, logprob: number) => ({ tokenId, logprob, ...this.tokenizer.tokenText(tokenId) });
+    const describe = (tokenId: number, logprob: number) => ({
+      tokenId,
+      logprob,
+      ...this.tokenizer.tokenText(tokenId),
+    });
     return {
       ...describe(id, raw[id]! - lse),
       top: topLogprobs(raw, this.request.params.topLogprobs, lse).map((t) => describe(t.tokenId, t.logprob)),

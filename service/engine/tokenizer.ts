@@ -28,7 +28,10 @@ export class TextTokenizer {
 
   constructor(tokenizerJson: object, tokenizerConfig: Record<string, unknown>) {
     this.tokenizer = new Tokenizer(tokenizerJson, tokenizerConfig);
-    const json = tokenizerJson as { decoder?: { type?: string }; added_tokens?: { id: number; special?: boolean }[] };
+    const json = tokenizerJson as {
+      decoder?: { type?: string };
+      added_tokens?: { id: number; special?: boolean }[];
+    };
     this.byteLevel = json.decoder?.type === 'ByteLevel' ? byteLevelDecoderTable() : undefined;
     this.specialIds = new Set((json.added_tokens ?? []).filter((t) => t.special).map((t) => t.id));
     this.vocabSize = this.tokenizer.get_vocab(true).size;

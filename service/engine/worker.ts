@@ -10,7 +10,7 @@ import type { ModelFiles } from './model-files.js';
 import { loadDecoderModel } from './onnx.js';
 import { Sequence, type SequenceLimits } from './sequence.js';
 import { TextTokenizer } from './tokenizer.js';
-import type { GenerationRequest } from './types.js';
+import type { GenerationEvent, GenerationRequest } from './types.js';
 
 export interface WorkerInit {
   files: ModelFiles;
@@ -35,7 +35,7 @@ export interface LoadedShape {
 export type FromWorker =
   | { type: 'ready'; shape: LoadedShape }
   | { type: 'init-error'; code: string; message: string }
-  | { type: 'events'; batch: [number, import('./types.js').GenerationEvent[]][] };
+  | { type: 'events'; batch: [number, GenerationEvent[]][]; decodeRows: number };
 
 const port = parentPort!;
 const init = workerData as WorkerInit;
@@ -56,9 +56,12 @@ async function start(): Promise<void> {
     intraOpThreads: init.intraOpThreads,
   });
   const tokenizer = new TextTokenizer(files.tokenizerJson, files.tokenizerConfig);
-  const limits: SequenceLimits = { contextLength: init.contextLength, eosTokenIds: new Set(init.eosTokenIds) };
-  const scheduler = new BatchScheduler(model, init.maxBatchSize, (batch) => {
-    port.postMessage({ type: 'events', batch } satisfies FromWorker);
+  const limits: SequenceLimits = {
+    contextLength: init.contextLength,
+    eosTokenIds: new Set(init.eosTokenIds),
+  };
+  const scheduler = new BatchScheduler(model, init.maxBatchSize, (batch, decodeRows) => {
+    port.postMessage({ type: 'events', batch, decodeRows } satisfies FromWorker);
   });
   port.on('message', (msg: ToWorker) => {
     if (msg.type === 'submit') scheduler.submit(new Sequence(msg.id, msg.request, tokenizer, limits));

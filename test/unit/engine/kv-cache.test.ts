@@ -12,7 +12,8 @@ function block(batch: number, length: number, tag: number): KvBlock {
     for (let h = 0; h < heads; h++)
       for (let t = 0; t < length; t++)
         for (let d = 0; d < headDim; d++)
-          data[((b * heads + h) * length + t) * headDim + d] = tag * 10000 + b * 1000 + h * 100 + t * 10 + d + 1;
+          data[((b * heads + h) * length + t) * headDim + d] =
+            tag * 10000 + b * 1000 + h * 100 + t * 10 + d + 1;
   return { batch, length, tensors: [data, data.map((x) => -x)] };
 }
 

@@ -37,8 +37,12 @@ describe('model manifest', () => {
   it('refuses a listed file that is missing and an unlisted file', async () => {
     const dir = await dirWith({ SHA256SUMS: `${'0'.repeat(64)}  gone.bin\n`, 'extra.bin': 'x' });
     const manifest = await readManifest(dir);
-    await expect(readVerified(dir, manifest, 'gone.bin')).rejects.toMatchObject({ code: 'model_file_missing' });
-    await expect(readVerified(dir, manifest, 'extra.bin')).rejects.toMatchObject({ code: 'model_file_unlisted' });
+    await expect(readVerified(dir, manifest, 'gone.bin')).rejects.toMatchObject({
+      code: 'model_file_missing',
+    });
+    await expect(readVerified(dir, manifest, 'extra.bin')).rejects.toMatchObject({
+      code: 'model_file_unlisted',
+    });
   });
 
   it('rejects malformed lines and paths outside the directory', () => {

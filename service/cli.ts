@@ -1,0 +1,109 @@
+#!/usr/bin/env node
+/**
+ * `chatmirror` command line. Subcommands so far: `generate` (stream one completion from a model directory to
+ * the terminal). `serve`, `bench`, `token` and `check` join as their issues land.
+ */
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Engine, EngineError } from './engine/index.js';
+import type { SamplingParams } from './engine/types.js';
+
+/** The model that ships with the repository, used when --model is not given. */
+export const BUNDLED_MODEL_DIR = fileURLToPath(
+  new URL('../test/fixtures/models/tiny-llama', import.meta.url),
+);
+
+const USAGE = `usage: chatmirror generate [--model DIR] [--chat TEXT | --prompt TEXT] [--max-tokens N]
+                           [--temperature T] [--top-p P] [--seed N] [--stop S]...`;
+
+function number(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < min || n > max) {
+    throw new EngineError(
+      'invalid_generation_params',
+      `--${name} must be a number in [${min}, ${max}], got ${raw}`,
+    );
+  }
+  return n;
+}
+
+async function generate(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string', default: BUNDLED_MODEL_DIR },
+      chat: { type: 'string' },
+      prompt: { type: 'string' },
+      'max-tokens': { type: 'string' },
+      temperature: { type: 'string' },
+      'top-p': { type: 'string' },
+      seed: { type: 'string' },
+      stop: { type: 'string', multiple: true },
+    },
+    strict: true,
+  });
+  if (values.chat !== undefined && values.prompt !== undefined) {
+    throw new EngineError('invalid_generation_params', 'give --chat or --prompt, not both');
+  }
+  const engine = await Engine.load(values.model);
+  try {
+    const promptIds =
+      values.prompt !== undefined
+        ? engine.encodeText(values.prompt)
+        : engine.encodeChat([{ role: 'user', content: values.chat ?? 'Continue: In the beginning' }]);
+    const params: SamplingParams = {
+      maxTokens: number('max-tokens', values['max-tokens'], 64, 1, engine.info.contextLength),
+      temperature: number('temperature', values.temperature, 0.7, 0, 2),
+      topP: number('top-p', values['top-p'], 0.95, Number.MIN_VALUE, 1),
+      topK: 0,
+      minP: 0,
+      repetitionPenalty: 1.1,
+      presencePenalty: 0,
+      frequencyPenalty: 0,
+      logitBias: {},
+      seed:
+        values.seed === undefined ? undefined : number('seed', values.seed, 0, 0, Number.MAX_SAFE_INTEGER),
+      stop: values.stop ?? [],
+      ignoreEos: false,
+      logprobs: false,
+      topLogprobs: 0,
+    };
+    const started = performance.now();
+    let firstToken = 0;
+    for await (const event of engine.submit({ promptIds, params })) {
+      if (event.type === 'token') {
+        firstToken ||= performance.now();
+        process.stdout.write(event.text);
+      } else if (event.type === 'finish') {
+        process.stdout.write(`${event.text}\n`);
+        const seconds = (performance.now() - firstToken) / 1000;
+        process.stderr.write(
+          `[${engine.info.name}: ${event.promptTokens} prompt + ${event.completionTokens} completion tokens, ` +
+            `finish_reason=${event.finishReason}, first token ${(firstToken - started).toFixed(0)} ms, ` +
+            `${((event.completionTokens - 1) / seconds).toFixed(1)} tokens/s]\n`,
+        );
+      } else {
+        throw new Error(event.message);
+      }
+    }
+  } finally {
+    await engine.close();
+  }
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'generate':
+      return generate(rest);
+    default:
+      process.stderr.write(`${USAGE}\n`);
+      process.exitCode = command === undefined || command === '--help' ? 0 : 2;
+  }
+}
+
+main(process.argv.slice(2)).catch((err: Error) => {
+  process.stderr.write(`chatmirror: ${err.message}\n`);
+  process.exitCode = 1;
+});
