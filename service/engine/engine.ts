@@ -30,6 +30,8 @@ export const ENGINE_DEFAULTS = {
 interface Pending {
   channel: EventChannel<GenerationEvent>;
   started: boolean;
+  /** Set when the caller cancels: tokens already on their way from the worker are dropped, not delivered. */
+  cancelled: boolean;
   detach: () => void;
 }
 
@@ -165,13 +167,19 @@ export class Engine {
       throw new EngineOverloadedError(running, waiting);
     }
     const id = this.nextId++;
-    const cancel = () => this.post({ type: 'cancel', id });
+    const cancel = () => {
+      const p = this.pending.get(id);
+      if (!p || p.cancelled) return;
+      p.cancelled = true;
+      this.post({ type: 'cancel', id });
+    };
     const channel = new EventChannel<GenerationEvent>(cancel);
     const onAbort = () => cancel();
     signal?.addEventListener('abort', onAbort, { once: true });
     this.pending.set(id, {
       channel,
       started: false,
+      cancelled: false,
       detach: () => signal?.removeEventListener('abort', onAbort),
     });
     this.post({ type: 'submit', id, request });
@@ -208,6 +216,7 @@ export class Engine {
       if (!p) continue;
       p.started = true;
       for (const event of events) {
+        if (p.cancelled && event.type === 'token') continue;
         p.channel.push(event);
         if (event.type !== 'token') this.settle(id, p);
       }
@@ -230,8 +239,11 @@ export class Engine {
 }
 
 function spawnWorker(init: WorkerInit): Worker {
-  // Under vitest or tsx this module is TypeScript, and so is the worker: let tsx load it there too.
-  const fromSource = import.meta.url.endsWith('.ts');
-  const url = new URL(fromSource ? './worker.ts' : './worker.js', import.meta.url);
-  return new Worker(url, { workerData: init, execArgv: fromSource ? ['--import', 'tsx'] : [] });
+  if (!import.meta.url.endsWith('.ts'))
+    return new Worker(new URL('./worker.js', import.meta.url), { workerData: init });
+  // Under vitest or tsx this module is TypeScript and so is the worker: register tsx's loader in the new thread
+  // first (loader hooks are per thread), then load the worker module through it.
+  const url = new URL('./worker.ts', import.meta.url).href;
+  const bootstrap = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(url)}); });`;
+  return new Worker(bootstrap, { eval: true, workerData: init });
 }
