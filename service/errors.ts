@@ -1,0 +1,93 @@
+/**
+ * Every error the HTTP API can return: one code → HTTP status → OpenAI error `type`. Handlers throw `ApiError`
+ * with a code from this table; the error handler turns it into `{ error: { message, type, param, code } }`.
+ * The `type` strings are OpenAI's, so clients that branch on them (and the openai SDK's status → class
+ * mapping) behave as they do against api.openai.com.
+ */
+export const API_ERRORS = {
+  invalid_request: {
+    status: 400,
+    type: 'invalid_request_error',
+    doc: 'a field is missing, malformed or out of range',
+  },
+  invalid_json: { status: 400, type: 'invalid_request_error', doc: 'the body is not valid JSON' },
+  unsupported_parameter: {
+    status: 400,
+    type: 'invalid_request_error',
+    doc: 'an OpenAI feature this server does not provide (tools, images, audio, json_schema…)',
+  },
+  context_length_exceeded: {
+    status: 400,
+    type: 'invalid_request_error',
+    doc: "prompt tokens + 1 exceed the model's context",
+  },
+  invalid_api_key: { status: 401, type: 'authentication_error', doc: 'missing or invalid credentials' },
+  insufficient_scope: {
+    status: 403,
+    type: 'permission_error',
+    doc: 'credentials lack the scope this route needs',
+  },
+  model_not_found: { status: 404, type: 'invalid_request_error', doc: 'no model or alias with that id' },
+  unknown_url: { status: 404, type: 'invalid_request_error', doc: 'no such route' },
+  method_not_allowed: {
+    status: 405,
+    type: 'invalid_request_error',
+    doc: 'the route exists, not with this method',
+  },
+  request_timeout: {
+    status: 408,
+    type: 'invalid_request_error',
+    doc: 'the request took longer than the server allows',
+  },
+  payload_too_large: {
+    status: 413,
+    type: 'invalid_request_error',
+    doc: 'the body exceeds the limit (checked from Content-Length before it is read)',
+  },
+  unsupported_media_type: {
+    status: 415,
+    type: 'invalid_request_error',
+    doc: 'the body is not application/json',
+  },
+  rate_limit_exceeded: {
+    status: 429,
+    type: 'rate_limit_error',
+    doc: 'a per-client quota is used up; see Retry-After',
+  },
+  server_overloaded: {
+    status: 429,
+    type: 'rate_limit_error',
+    doc: 'every batch slot and queue place is taken; retry after Retry-After',
+  },
+  server_shutting_down: { status: 503, type: 'server_error', doc: 'the server is draining for shutdown' },
+  model_not_ready: { status: 503, type: 'server_error', doc: 'the model is not loaded or its worker failed' },
+  internal_error: { status: 500, type: 'server_error', doc: 'a bug: the server failed unexpectedly' },
+} as const satisfies Record<string, { status: number; type: string; doc: string }>;
+
+export type ApiErrorCode = keyof typeof API_ERRORS;
+
+export interface OpenAIErrorBody {
+  error: { message: string; type: string; param: string | null; code: string | null };
+}
+
+export class ApiError extends Error {
+  readonly status: number;
+
+  constructor(
+    readonly code: ApiErrorCode,
+    message: string,
+    readonly param: string | null = null,
+    /** Extra response headers, e.g. Retry-After. */
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = API_ERRORS[code].status;
+  }
+
+  toBody(): OpenAIErrorBody {
+    return {
+      error: { message: this.message, type: API_ERRORS[this.code].type, param: this.param, code: this.code },
+    };
+  }
+}

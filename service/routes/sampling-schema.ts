@@ -1,0 +1,81 @@
+import { type TSchema, Type } from '@sinclair/typebox';
+
+/**
+ * Request fields shared by /v1/chat/completions and /v1/completions, named and bounded as OpenAI documents
+ * them. Server caps (max_tokens, n, stop count and length) are enforced after validation, against config.
+ */
+export const SamplingFields = {
+  frequency_penalty: Type.Optional(Type.Number({ minimum: -2, maximum: 2, description: 'OpenAI: -2 to 2' })),
+  logit_bias: Type.Optional(
+    Type.Record(Type.String({ pattern: '^[0-9]+$' }), Type.Number({ minimum: -100, maximum: 100 }), {
+      description: 'token id → bias from -100 (ban) to 100 (force)',
+    }),
+  ),
+  max_tokens: Type.Optional(
+    Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], {
+      description: 'clamped to min(context − prompt, server cap)',
+    }),
+  ),
+  n: Type.Optional(
+    Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], { description: 'choices per request' }),
+  ),
+  presence_penalty: Type.Optional(Type.Number({ minimum: -2, maximum: 2 })),
+  seed: Type.Optional(
+    Type.Union([Type.Integer({ minimum: -9223372036854775808, maximum: 9223372036854775807 }), Type.Null()], {
+      description: 'same seed and parameters → same output',
+    }),
+  ),
+  stop: Type.Optional(
+    Type.Union([Type.String(), Type.Array(Type.String(), { maxItems: 4 }), Type.Null()], {
+      description: 'up to 4 strings; generation ends before any of them and they are not returned',
+    }),
+  ),
+  stream: Type.Optional(Type.Union([Type.Boolean(), Type.Null()])),
+  stream_options: Type.Optional(
+    Type.Union([
+      Type.Object({ include_usage: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
+      Type.Null(),
+    ]),
+  ),
+  temperature: Type.Optional(Type.Union([Type.Number({ minimum: 0, maximum: 2 }), Type.Null()])),
+  top_p: Type.Optional(Type.Union([Type.Number({ exclusiveMinimum: 0, maximum: 1 }), Type.Null()])),
+  user: Type.Optional(Type.String({ maxLength: 256, description: 'end-user id, for logs' })),
+  // Extensions beyond OpenAI (vLLM names them the same).
+  top_k: Type.Optional(
+    Type.Integer({ minimum: 0, description: 'extension: keep the k most likely tokens (0 = off)' }),
+  ),
+  min_p: Type.Optional(
+    Type.Number({ minimum: 0, maximum: 1, description: 'extension: min-p sampling (0 = off)' }),
+  ),
+  repetition_penalty: Type.Optional(
+    Type.Number({ exclusiveMinimum: 0, maximum: 10, description: 'extension: Transformers-style (1 = off)' }),
+  ),
+} satisfies Record<string, TSchema>;
+
+export const UsageSchema = Type.Object({
+  prompt_tokens: Type.Integer(),
+  completion_tokens: Type.Integer(),
+  total_tokens: Type.Integer(),
+});
+
+const TopLogprobSchema = Type.Object({
+  token: Type.String(),
+  logprob: Type.Number(),
+  bytes: Type.Union([Type.Array(Type.Integer()), Type.Null()]),
+});
+
+export const ChatLogprobsSchema = Type.Object({
+  content: Type.Union([
+    Type.Array(
+      Type.Composite([TopLogprobSchema, Type.Object({ top_logprobs: Type.Array(TopLogprobSchema) })]),
+    ),
+    Type.Null(),
+  ]),
+});
+
+export const FinishReasonSchema = Type.Union([
+  Type.Literal('stop'),
+  Type.Literal('length'),
+  Type.Literal('content_filter'),
+  Type.Null(),
+]);
