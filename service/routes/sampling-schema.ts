@@ -21,7 +21,7 @@ export const SamplingFields = {
   ),
   presence_penalty: Type.Optional(Type.Number({ minimum: -2, maximum: 2 })),
   seed: Type.Optional(
-    Type.Union([Type.Integer({ minimum: -9223372036854775808, maximum: 9223372036854775807 }), Type.Null()], {
+    Type.Union([Type.Integer({ minimum: Number.MIN_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER }), Type.Null()], {
       description: 'same seed and parameters → same output',
     }),
   ),
