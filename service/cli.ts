@@ -1,20 +1,20 @@
 #!/usr/bin/env node
 /**
- * `chatmirror` command line. Subcommands so far: `generate` (stream one completion from a model directory to
- * the terminal). `serve`, `bench`, `token` and `check` join as their issues land.
+ * `chatmirror` command line: `serve` (the API) and `generate` (stream one completion from a model directory to
+ * the terminal). `bench`, `token` and `check` join as their issues land.
  */
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { BUNDLED_MODEL_DIR } from './config/paths.js';
 import { Engine, EngineError } from './engine/index.js';
 import type { SamplingParams } from './engine/types.js';
+import { serve } from './serve.js';
 
-/** The model that ships with the repository, used when --model is not given. */
-export const BUNDLED_MODEL_DIR = fileURLToPath(
-  new URL('../test/fixtures/models/tiny-llama', import.meta.url),
-);
+const USAGE = `usage:
+  chatmirror serve [--config FILE]       serve the OpenAI-compatible API (HTTPS by default)
+  chatmirror generate [--model DIR] [--chat TEXT | --prompt TEXT] [--max-tokens N]
+                      [--temperature T] [--top-p P] [--seed N] [--stop S]...
 
-const USAGE = `usage: chatmirror generate [--model DIR] [--chat TEXT | --prompt TEXT] [--max-tokens N]
-                           [--temperature T] [--top-p P] [--seed N] [--stop S]...`;
+Configuration: a YAML/JSON file (--config or CHATMIRROR_CONFIG) and CHATMIRROR_<SECTION>_<KEY> variables.`;
 
 function number(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
   if (raw === undefined) return fallback;
@@ -95,6 +95,16 @@ async function generate(argv: string[]): Promise<void> {
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   switch (command) {
+    case 'serve': {
+      const { values } = parseArgs({
+        args: rest,
+        options: { config: { type: 'string', short: 'c' } },
+        strict: true,
+      });
+      // serve() returns once listening; it handles SIGTERM/SIGINT itself and lets the process exit when drained.
+      await serve({ configFile: values.config });
+      return;
+    }
     case 'generate':
       return generate(rest);
     default:

@@ -21,9 +21,12 @@ export const SamplingFields = {
   ),
   presence_penalty: Type.Optional(Type.Number({ minimum: -2, maximum: 2 })),
   seed: Type.Optional(
-    Type.Union([Type.Integer({ minimum: Number.MIN_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER }), Type.Null()], {
-      description: 'same seed and parameters → same output',
-    }),
+    Type.Union(
+      [Type.Integer({ minimum: Number.MIN_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER }), Type.Null()],
+      {
+        description: 'same seed and parameters → same output',
+      },
+    ),
   ),
   stop: Type.Optional(
     Type.Union([Type.String(), Type.Array(Type.String(), { maxItems: 4 }), Type.Null()], {

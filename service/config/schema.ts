@@ -1,0 +1,228 @@
+/**
+ * The whole service configuration as ONE TypeBox schema: types, defaults, bounds and descriptions live here and
+ * nowhere else. `loadConfig` (load.ts) walks this schema to derive env var names and to coerce their strings, so a
+ * new setting needs only a new property below.
+ */
+import { type Static, Type } from '@sinclair/typebox';
+import { ENGINE_DEFAULTS } from '../engine/engine.js';
+import { BUNDLED_MODEL_DIR } from './paths.js';
+
+/**
+ * Marks a string setting as a filesystem path: a relative path from a config file is resolved against that
+ * file's directory (so a config works whatever the working directory of the process), one from an env var
+ * against the working directory.
+ */
+export const PATH_ANNOTATION = 'x-chatmirror-path';
+
+// ---- server ------------------------------------------------------------------------------------------------
+export const DEFAULT_HOST = '127.0.0.1'; // loopback: exposing the API is an explicit decision
+export const DEFAULT_PORT = 8443;
+export const DEFAULT_BODY_LIMIT_BYTES = 1024 * 1024; // 1 MiB: 256 long messages fit with room to spare
+// Node's requestTimeout bounds receiving the whole request (headers + body), not writing the response, so it
+// never cuts a long streamed completion short; 5 minutes only stops a client trickling a body forever.
+export const DEFAULT_REQUEST_TIMEOUT_MS = 300_000; // 5 minutes
+export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000; // 10 seconds: slow-loris protection
+export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 5_000; // 5 seconds, Node's own default (Fastify's is 72 s)
+export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024; // 16 KiB, Node's default
+export const DEFAULT_SHUTDOWN_GRACE_MS = 30_000; // 30 seconds for in-flight generations before they are aborted
+
+// ---- limits ------------------------------------------------------------------------------------------------
+export const DEFAULT_MAX_MESSAGES = 256; // messages per chat request
+export const DEFAULT_MAX_TOKENS_CAP = 2048; // tokens: ceiling on a request's max_tokens
+export const DEFAULT_MAX_N = 8; // choices per request
+export const DEFAULT_MAX_STOP = 4; // stop sequences per request, as OpenAI allows
+export const DEFAULT_MAX_STOP_LENGTH = 64; // characters per stop sequence
+export const DEFAULT_MAX_LOGIT_BIAS_ENTRIES = 300; // token ids in logit_bias, as OpenAI allows
+export const DEFAULT_RETRY_AFTER_SECONDS = 1; // seconds, sent in Retry-After when the engine queue is full
+
+// ---- models ------------------------------------------------------------------------------------------------
+/** Per-scenario presets served as extra model ids. */
+export const DEFAULT_ALIASES = {
+  support: { description: 'Focused, repeatable answers for support and extraction', temperature: 0.2 },
+  creative: { description: 'Varied, exploratory writing', temperature: 0.9 },
+};
+
+// ---- log ---------------------------------------------------------------------------------------------------
+export const DEFAULT_LOG_LEVEL = 'info';
+
+function pathString(description: string, options: Record<string, unknown> = {}) {
+  return Type.String({ minLength: 1, description, [PATH_ANNOTATION]: true, ...options });
+}
+
+function positiveInteger(defaultValue: number, description: string, minimum = 1) {
+  return Type.Integer({ minimum, default: defaultValue, description });
+}
+
+/** Sampling defaults, named as in the OpenAI request body so a preset reads like the request it shapes. */
+export const SamplingPresetSchema = Type.Object(
+  {
+    description: Type.Optional(
+      Type.String({ maxLength: 200, description: 'Shown to clients listing models.' }),
+    ),
+    temperature: Type.Optional(Type.Number({ minimum: 0, maximum: 2 })),
+    top_p: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1 })),
+    top_k: Type.Optional(Type.Integer({ minimum: 0, description: '0 = off.' })),
+    min_p: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: '0 = off.' })),
+    max_tokens: Type.Optional(Type.Integer({ minimum: 1 })),
+    repetition_penalty: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: '1 = off.' })),
+    presence_penalty: Type.Optional(Type.Number({ minimum: -2, maximum: 2 })),
+    frequency_penalty: Type.Optional(Type.Number({ minimum: -2, maximum: 2 })),
+  },
+  { additionalProperties: false },
+);
+
+const ServerSchema = Type.Object(
+  {
+    host: Type.String({ minLength: 1, default: DEFAULT_HOST, description: 'Interface to listen on.' }),
+    port: Type.Integer({
+      minimum: 0,
+      maximum: 65535,
+      default: DEFAULT_PORT,
+      description: 'TCP port; 0 picks a free one (tests).',
+    }),
+    tls: Type.Object(
+      {
+        enabled: Type.Boolean({
+          default: true,
+          description: 'Serve HTTPS. Plain HTTP only when this is set to false explicitly.',
+        }),
+        certFile: Type.Optional(
+          pathString('PEM certificate chain. Without certFile/keyFile a dev cert is made.'),
+        ),
+        keyFile: Type.Optional(pathString('PEM private key matching certFile.')),
+        // No static default: it depends on the environment, so loadConfig fills it (defaultDevCertDir).
+        devCertDir: pathString(
+          'Where the self-signed development certificate is kept. Default: $CHATMIRROR_CACHE/dev-tls, ' +
+            'else ~/.cache/chatmirror/dev-tls.',
+        ),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    bodyLimitBytes: positiveInteger(DEFAULT_BODY_LIMIT_BYTES, 'Largest accepted request body, in bytes.'),
+    requestTimeoutMs: positiveInteger(
+      DEFAULT_REQUEST_TIMEOUT_MS,
+      'Time allowed to receive a whole request, in ms (0 = no limit). Does not bound the response.',
+      0,
+    ),
+    headersTimeoutMs: positiveInteger(
+      DEFAULT_HEADERS_TIMEOUT_MS,
+      'Time allowed to receive the headers, in ms.',
+    ),
+    keepAliveTimeoutMs: positiveInteger(
+      DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
+      'Idle keep-alive connection lifetime, in ms.',
+    ),
+    maxHeaderBytes: positiveInteger(
+      DEFAULT_MAX_HEADER_BYTES,
+      'Largest accepted request header block, in bytes.',
+      1024,
+    ),
+    shutdownGraceMs: positiveInteger(
+      DEFAULT_SHUTDOWN_GRACE_MS,
+      'On SIGTERM/SIGINT, how long in-flight requests may finish before generations are aborted, in ms.',
+      0,
+    ),
+    publicBaseUrl: Type.Optional(
+      Type.String({
+        pattern: '^https?://[^\\s/]+(/\\S*)?$',
+        description: 'How clients reach the service (behind a proxy), e.g. https://chat.example.com.',
+      }),
+    ),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+const EngineSchema = Type.Object(
+  {
+    modelDir: pathString('Model directory (Transformers.js/Optimum layout with SHA256SUMS).', {
+      default: BUNDLED_MODEL_DIR,
+    }),
+    graphFile: Type.String({
+      minLength: 1,
+      default: ENGINE_DEFAULTS.graphFile,
+      description: 'Graph inside modelDir, e.g. onnx/model_quantized.onnx.',
+    }),
+    intraOpThreads: positiveInteger(
+      ENGINE_DEFAULTS.intraOpThreads,
+      'onnxruntime intra-op threads; 0 = one per core.',
+      0,
+    ),
+    maxBatchSize: positiveInteger(ENGINE_DEFAULTS.maxBatchSize, 'Sequences decoded together in one step.'),
+    maxQueue: positiveInteger(ENGINE_DEFAULTS.maxQueue, 'Requests that may wait for a batch slot.', 0),
+    contextLength: Type.Optional(
+      Type.Integer({ minimum: 2, description: "Lower the model's context (tokens), e.g. to bound memory." }),
+    ),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+const LimitsSchema = Type.Object(
+  {
+    maxMessages: positiveInteger(DEFAULT_MAX_MESSAGES, 'Messages per chat request.'),
+    maxPromptTokens: Type.Optional(
+      Type.Integer({ minimum: 1, description: "Prompt tokens per request. Default: the model's context." }),
+    ),
+    maxTokensCap: positiveInteger(DEFAULT_MAX_TOKENS_CAP, 'Server ceiling on max_tokens.'),
+    maxN: positiveInteger(DEFAULT_MAX_N, 'Choices per request (n).'),
+    maxStop: positiveInteger(DEFAULT_MAX_STOP, 'Stop sequences per request.', 0),
+    maxStopLength: positiveInteger(DEFAULT_MAX_STOP_LENGTH, 'Characters per stop sequence.'),
+    maxLogitBiasEntries: positiveInteger(DEFAULT_MAX_LOGIT_BIAS_ENTRIES, 'Entries in logit_bias.', 0),
+    retryAfterSeconds: positiveInteger(DEFAULT_RETRY_AFTER_SECONDS, 'Retry-After on 429/503, in seconds.', 0),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+const ModelsSchema = Type.Object(
+  {
+    // No static default: it follows engine.modelDir, so loadConfig fills it once the model dir is known.
+    id: Type.String({
+      minLength: 1,
+      pattern: '^\\S+$',
+      description: "Served model id. Default: the model directory's name.",
+    }),
+    aliases: Type.Record(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' }), SamplingPresetSchema, {
+      additionalProperties: false,
+      default: DEFAULT_ALIASES,
+      description:
+        'Extra model ids, each a sampling preset over the same model. Setting this replaces the default aliases.',
+    }),
+    defaults: Type.Object(SamplingPresetSchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description: 'Server-wide sampling defaults; a request field wins over an alias, an alias over these.',
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+const LogSchema = Type.Object(
+  {
+    level: Type.Union(
+      [
+        Type.Literal('fatal'),
+        Type.Literal('error'),
+        Type.Literal('warn'),
+        Type.Literal('info'),
+        Type.Literal('debug'),
+        Type.Literal('trace'),
+        Type.Literal('silent'),
+      ],
+      { default: DEFAULT_LOG_LEVEL, description: 'pino log level.' },
+    ),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+export const ServiceConfigSchema = Type.Object(
+  {
+    server: ServerSchema,
+    engine: EngineSchema,
+    limits: LimitsSchema,
+    models: ModelsSchema,
+    log: LogSchema,
+  },
+  { additionalProperties: false, default: {} },
+);
+
+export type ServiceConfig = Static<typeof ServiceConfigSchema>;
+export type SamplingPreset = Static<typeof SamplingPresetSchema>;

@@ -1,0 +1,199 @@
+/**
+ * `chatmirror serve`: config → TLS material → engine → app → listen, then a graceful drain on SIGTERM/SIGINT.
+ * Only the wiring lives here; each step is its own module.
+ */
+import { readFile } from 'node:fs/promises';
+import type { Server as HttpsServer } from 'node:https';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from './app.js';
+import { loadConfig } from './config/load.js';
+import type { ServiceConfig } from './config/schema.js';
+import { Engine } from './engine/index.js';
+import { serviceBaseUrl, type TlsKeyPair } from './server-options.js';
+import { ensureDevCertificate } from './tls/dev-cert.js';
+import { type CertificateWatcher, watchCertificate } from './tls/reloader.js';
+
+// After the grace period the engine is closed, which ends every stream with an error event; handlers then get
+// this long to write it before their connections are cut.
+const FORCE_CLOSE_AFTER_ABORT_MS = 2_000; // 2 seconds
+const IDLE_SWEEP_MS = 100; // 0.1 seconds: how soon a drained keep-alive connection is closed
+// Once shut down, the process should exit on its own; if a stray handle keeps it alive, exit anyway.
+const EXIT_WATCHDOG_MS = 5_000; // 5 seconds
+
+export interface ServeOptions {
+  /** Config file (YAML or JSON); defaults to `$CHATMIRROR_CONFIG`. */
+  configFile?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface RunningService {
+  app: FastifyInstance;
+  engine: Engine;
+  config: ServiceConfig;
+  /** Where clients reach the API, e.g. `https://127.0.0.1:8443`. */
+  baseUrl: string;
+  /** Drains and closes everything; the signal handlers call this. Calling it again returns the same promise. */
+  shutdown(reason?: string): Promise<void>;
+}
+
+interface TlsSetup {
+  files: { certFile: string; keyFile: string };
+  pair: TlsKeyPair;
+  /** The self-signed development certificate, which clients must be pointed at explicitly. */
+  selfSigned: boolean;
+}
+
+export async function serve(options: ServeOptions = {}): Promise<RunningService> {
+  const config = loadConfig({ file: options.configFile, env: options.env ?? process.env });
+  const tls = await setUpTls(config);
+
+  const engine = await Engine.load(config.engine.modelDir, {
+    graphFile: config.engine.graphFile,
+    intraOpThreads: config.engine.intraOpThreads,
+    maxBatchSize: config.engine.maxBatchSize,
+    maxQueue: config.engine.maxQueue,
+    contextLength: config.engine.contextLength,
+  });
+  let app: FastifyInstance;
+  try {
+    app = await buildApp({ config, engine, https: tls?.pair, logger: { level: config.log.level } });
+  } catch (err) {
+    await engine.close();
+    throw err;
+  }
+  try {
+    // Checked now rather than at the first SIGTERM, when it would be too late to say.
+    if (!app.hasDecorator('lifecycle')) throw new Error('buildApp must decorate the app with `lifecycle`');
+    await app.listen({ host: config.server.host, port: config.server.port });
+  } catch (err) {
+    await app.close();
+    await engine.close();
+    throw err;
+  }
+
+  const baseUrl = serviceBaseUrl(config, app.server.address());
+  process.stdout.write(
+    howToCall({
+      baseUrl,
+      modelId: config.models.id,
+      caFile: tls?.selfSigned ? tls.files.certFile : undefined,
+    }),
+  );
+  const watcher: CertificateWatcher | undefined =
+    tls === undefined ? undefined : watchCertificate(app.server as HttpsServer, tls.files, app.log);
+
+  let skipGrace: () => void = () => {};
+  const graceOver = new Promise<void>((resolve) => {
+    skipGrace = resolve;
+  });
+  let shuttingDown: Promise<void> | undefined;
+
+  async function drainAndClose(reason: string): Promise<void> {
+    const graceMs = config.server.shutdownGraceMs;
+    app.log.info(`${reason}: draining; requests in flight have ${graceMs} ms to finish`);
+    app.lifecycle.beginDrain();
+    watcher?.close();
+    const graceTimer = setTimeout(skipGrace, graceMs);
+    // server.close() drops the connections idle at that moment only; one whose response finishes later would
+    // stay open for keepAliveTimeoutMs and hold up the close, so keep dropping idle ones until it completes.
+    const idleSweep = setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS);
+    const closed = app.close();
+    try {
+      const finished = await Promise.race([closed.then(() => true), graceOver.then(() => false)]);
+      if (!finished) {
+        const { running, waiting } = engine.stats();
+        app.log.warn(`grace period over: aborting ${running} running and ${waiting} queued generations`);
+        await engine.close();
+        const ended = await Promise.race([
+          closed.then(() => true),
+          delay(FORCE_CLOSE_AFTER_ABORT_MS).then(() => false),
+        ]);
+        if (!ended) app.server.closeAllConnections();
+        await closed;
+      }
+    } finally {
+      clearTimeout(graceTimer);
+      clearInterval(idleSweep);
+    }
+    // Idempotent: after an abort above this returns at once.
+    await engine.close();
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    app.log.info('shut down');
+  }
+
+  function shutdown(reason = 'shutdown requested'): Promise<void> {
+    shuttingDown ??= drainAndClose(reason);
+    return shuttingDown;
+  }
+
+  function onSignal(signal: NodeJS.Signals): void {
+    if (shuttingDown !== undefined) {
+      // A second Ctrl-C means "now": stop waiting for requests in flight.
+      app.log.warn(`${signal} again: aborting requests in flight`);
+      skipGrace();
+      return;
+    }
+    shutdown(signal).then(
+      () => {
+        process.exitCode = 0;
+        setTimeout(() => process.exit(0), EXIT_WATCHDOG_MS).unref();
+      },
+      (err: Error) => {
+        app.log.error(`shutdown failed: ${err.message}`);
+        process.exit(1);
+      },
+    );
+  }
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  return { app, engine, config, baseUrl, shutdown };
+}
+
+/** Configured certificate, or the development one; undefined when TLS is switched off. */
+async function setUpTls(config: ServiceConfig): Promise<TlsSetup | undefined> {
+  const { tls } = config.server;
+  if (!tls.enabled) return undefined;
+  const configured = tls.certFile !== undefined && tls.keyFile !== undefined;
+  const files = configured
+    ? { certFile: tls.certFile!, keyFile: tls.keyFile! }
+    : await ensureDevCertificate(tls.devCertDir);
+  const [cert, key] = await Promise.all([readFile(files.certFile), readFile(files.keyFile)]);
+  return {
+    files: { certFile: files.certFile, keyFile: files.keyFile },
+    pair: { cert, key },
+    selfSigned: !configured,
+  };
+}
+
+/** The lines printed once listening: where the API is and a request to paste into a terminal. */
+export function howToCall(options: { baseUrl: string; modelId: string; caFile?: string }): string {
+  const url = `${options.baseUrl}/v1/chat/completions`;
+  const body = JSON.stringify({ model: options.modelId, messages: [{ role: 'user', content: 'Say hello' }] });
+  const curl = [
+    `curl ${options.caFile === undefined ? '' : `--cacert ${shellQuote(options.caFile)} `}${url}`,
+    `-H 'Content-Type: application/json'`,
+    `-d ${shellQuote(body)}`,
+  ].join(' \\\n    ');
+  const lines = [
+    `chatmirror: serving ${options.modelId} at ${options.baseUrl}`,
+    `  chat completions: POST ${url}`,
+    ...(options.caFile === undefined
+      ? []
+      : [`  self-signed development certificate: ${options.caFile} (clients must trust it explicitly)`]),
+    '',
+    '  try:',
+    `  ${curl}`,
+    '',
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+function shellQuote(text: string): string {
+  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
