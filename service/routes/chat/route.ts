@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { RouteContext } from '../context.js';
-import { ErrorResponseSchema } from '../error-schema.js';
+import { ErrorResponseSchema, jsonOrEventStream } from '../error-schema.js';
 import { chatCompletion } from './handler.js';
 import { ChatCompletionChunkSchema, ChatCompletionRequestSchema, ChatCompletionSchema } from './schema.js';
 
@@ -14,7 +14,7 @@ export const chatRoute: FastifyPluginAsyncTypebox<{ ctx: RouteContext }> = async
         summary: 'Chat completion; with stream: true, Server-Sent Events of ChatCompletionChunk',
         body: ChatCompletionRequestSchema,
         response: {
-          200: ChatCompletionSchema,
+          200: jsonOrEventStream(ChatCompletionSchema),
           '4xx': ErrorResponseSchema,
           '5xx': ErrorResponseSchema,
         },

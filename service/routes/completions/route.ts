@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { RouteContext } from '../context.js';
-import { ErrorResponseSchema } from '../error-schema.js';
+import { ErrorResponseSchema, jsonOrEventStream } from '../error-schema.js';
 import { completion } from './handler.js';
 import { CompletionRequestSchema, CompletionSchema } from './schema.js';
 
@@ -12,7 +12,11 @@ export const completionsRoute: FastifyPluginAsyncTypebox<{ ctx: RouteContext }> 
         operationId: 'createCompletion',
         summary: 'Text completion (legacy); with stream: true, Server-Sent Events of Completion',
         body: CompletionRequestSchema,
-        response: { 200: CompletionSchema, '4xx': ErrorResponseSchema, '5xx': ErrorResponseSchema },
+        response: {
+          200: jsonOrEventStream(CompletionSchema),
+          '4xx': ErrorResponseSchema,
+          '5xx': ErrorResponseSchema,
+        },
       },
     },
     (request, reply) => completion(ctx, request.body, reply),
