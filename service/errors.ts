@@ -21,12 +21,6 @@ export const API_ERRORS = {
     type: 'invalid_request_error',
     doc: "prompt tokens + 1 exceed the model's context",
   },
-  invalid_api_key: { status: 401, type: 'authentication_error', doc: 'missing or invalid credentials' },
-  insufficient_scope: {
-    status: 403,
-    type: 'permission_error',
-    doc: 'credentials lack the scope this route needs',
-  },
   model_not_found: { status: 404, type: 'invalid_request_error', doc: 'no model or alias with that id' },
   unknown_url: { status: 404, type: 'invalid_request_error', doc: 'no such route' },
   method_not_allowed: {
@@ -48,11 +42,6 @@ export const API_ERRORS = {
     status: 415,
     type: 'invalid_request_error',
     doc: 'the body is not application/json',
-  },
-  rate_limit_exceeded: {
-    status: 429,
-    type: 'rate_limit_error',
-    doc: 'a per-client quota is used up; see Retry-After',
   },
   server_overloaded: {
     status: 429,

@@ -59,14 +59,35 @@ export const SamplingPresetSchema = Type.Object(
     description: Type.Optional(
       Type.String({ maxLength: 200, description: 'Shown to clients listing models.' }),
     ),
-    temperature: Type.Optional(Type.Number({ minimum: 0, maximum: 2 })),
-    top_p: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1 })),
-    top_k: Type.Optional(Type.Integer({ minimum: 0, description: '0 = off.' })),
-    min_p: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: '0 = off.' })),
-    max_tokens: Type.Optional(Type.Integer({ minimum: 1 })),
-    repetition_penalty: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: '1 = off.' })),
-    presence_penalty: Type.Optional(Type.Number({ minimum: -2, maximum: 2 })),
-    frequency_penalty: Type.Optional(Type.Number({ minimum: -2, maximum: 2 })),
+    temperature: Type.Optional(
+      Type.Number({ minimum: 0, maximum: 2, description: '0 = greedy (OpenAI default 1).' }),
+    ),
+    top_p: Type.Optional(
+      Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'Nucleus mass (1 = off).' }),
+    ),
+    top_k: Type.Optional(Type.Integer({ minimum: 0, description: 'Keep the k likeliest tokens (0 = off).' })),
+    min_p: Type.Optional(
+      Type.Number({
+        minimum: 0,
+        maximum: 1,
+        description: 'Drop tokens below min_p × the top probability (0 = off).',
+      }),
+    ),
+    max_tokens: Type.Optional(
+      Type.Integer({ minimum: 1, description: 'Completion length when a request omits it.' }),
+    ),
+    repetition_penalty: Type.Optional(
+      Type.Number({
+        exclusiveMinimum: 0,
+        description: 'Transformers-style penalty on seen tokens (1 = off).',
+      }),
+    ),
+    presence_penalty: Type.Optional(
+      Type.Number({ minimum: -2, maximum: 2, description: 'OpenAI presence penalty.' }),
+    ),
+    frequency_penalty: Type.Optional(
+      Type.Number({ minimum: -2, maximum: 2, description: 'OpenAI frequency penalty.' }),
+    ),
   },
   { additionalProperties: false },
 );
