@@ -59,7 +59,7 @@ describe('openai SDK: chat completions', () => {
     const text = chunks.map((c) => c.choices[0]?.delta.content ?? '').join('');
     expect(text).toBe(whole.choices[0]!.message.content);
     const finish = chunks.find((c) => c.choices[0]?.finish_reason);
-    expect(finish?.choices[0]!.finish_reason).toBe(whole.choices[0]!.finish_reason);
+    expect(finish!.choices[0]!.finish_reason).toBe(whole.choices[0]!.finish_reason);
     const last = chunks.at(-1)!;
     expect(last.choices).toEqual([]);
     expect(last.usage).toEqual(whole.usage);
