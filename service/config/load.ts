@@ -4,6 +4,7 @@
  * values are all derived from `ServiceConfigSchema`, so nothing here lists settings by hand.
  */
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { basename, dirname, extname, resolve } from 'node:path';
 import { Kind, type TSchema } from '@sinclair/typebox';
 import { Value, type ValueError, ValueErrorType } from '@sinclair/typebox/value';
@@ -225,10 +226,12 @@ function coerce(raw: string, schema: TSchema, cwd: string): unknown {
       return raw;
     }
     case 'Record':
+    case 'Array':
       try {
         return JSON.parse(text);
       } catch (err) {
-        throw new Error(`must be a JSON object (${(err as Error).message})`);
+        const shape = schema[Kind] === 'Array' ? 'a JSON array' : 'a JSON object';
+        throw new Error(`must be ${shape} (${(err as Error).message})`);
       }
     default:
       return schema[PATH_ANNOTATION] === true ? resolve(cwd, raw) : raw;
@@ -247,6 +250,19 @@ function fillDerivedDefaults(config: Tree, env: NodeJS.ProcessEnv): void {
 }
 
 // ---- validation ----------------------------------------------------------------------------------------------
+
+/** Why a string is not an IPv4/IPv6 CIDR (a bare address counts as a single host), or undefined if it is one. */
+export function cidrProblem(cidr: string): string | undefined {
+  const [address = '', prefix, extra] = cidr.split('/');
+  const family = isIP(address);
+  if (family === 0 || extra !== undefined)
+    return 'must be an IPv4 or IPv6 address or CIDR, e.g. 10.0.0.0/8 or fd00::/8';
+  if (prefix === undefined) return undefined;
+  const max = family === 4 ? 32 : 128;
+  const bits = Number(prefix);
+  if (!/^\d+$/.test(prefix) || bits > max) return `has a prefix length that must be 0 to ${max}`;
+  return undefined;
+}
 
 function schemaIssues(config: Tree, sourceOf: (path: string[]) => string): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
@@ -271,7 +287,38 @@ function crossFieldIssues(config: ServiceConfig, sourceOf: (path: string[]) => s
   const issues: ConfigIssue[] = [];
   const add = (path: string[], value: unknown, problem: string) =>
     issues.push({ path: path.join('.'), value, problem, source: sourceOf(path) });
-  const { server, engine, limits, models } = config;
+  const { server, engine, limits, models, auth, quotas, network, filters } = config;
+
+  if (auth.jwt !== undefined && (auth.jwt.jwksFile === undefined) === (auth.jwt.jwksUrl === undefined)) {
+    add(['auth', 'jwt'], '…', 'needs exactly one of auth.jwt.jwksFile and auth.jwt.jwksUrl');
+  }
+  const keyIds = new Set<string>();
+  auth.apiKeys.forEach((key, i) => {
+    if (keyIds.has(key.id)) add(['auth', 'apiKeys', String(i), 'id'], key.id, 'is used by another key');
+    keyIds.add(key.id);
+  });
+  if (quotas.store === 'redis' && quotas.redisUrl === undefined) {
+    add(['quotas', 'redisUrl'], undefined, 'is required when quotas.store is redis');
+  }
+  for (const list of ['allowlist', 'trustedProxies'] as const) {
+    network[list].forEach((cidr, i) => {
+      const problem = cidrProblem(cidr);
+      if (problem) add(['network', list, String(i)], cidr, problem);
+    });
+  }
+  for (const side of ['prompt', 'output'] as const) {
+    filters[side].patterns.forEach((pattern, i) => {
+      try {
+        new RegExp(pattern, 'iu');
+      } catch (err) {
+        add(
+          ['filters', side, 'patterns', String(i)],
+          pattern,
+          `is not a valid regular expression: ${(err as Error).message}`,
+        );
+      }
+    });
+  }
 
   if ((server.tls.certFile === undefined) !== (server.tls.keyFile === undefined)) {
     const [given, missing] =

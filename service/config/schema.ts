@@ -230,6 +230,218 @@ const LogSchema = Type.Object(
       ],
       { default: DEFAULT_LOG_LEVEL, description: 'pino log level.' },
     ),
+    prompts: Type.Boolean({
+      default: false,
+      description: 'Log prompt and completion text (secrets redacted). Off: logs carry token counts only.',
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+// ---- security ------------------------------------------------------------------------------------------------
+/** What a credential may do; a route names the one it needs. `admin` implies every other scope. */
+export const SCOPES = ['chat', 'completions', 'models:read', 'metrics:read', 'admin'] as const;
+export const DEFAULT_PUBLIC_ROUTES = ['/health'];
+export const DEFAULT_JWT_ALGORITHMS = ['EdDSA', 'ES256', 'RS256'];
+export const DEFAULT_CLOCK_TOLERANCE_SECONDS = 30; // seconds of clock skew accepted on exp/nbf/iat
+export const DEFAULT_MAX_TOKEN_AGE_SECONDS = 3600; // seconds: a token older than this (by iat) is refused
+export const DEFAULT_REQUIRED_CLAIMS = ['sub', 'exp', 'iat'];
+export const DEFAULT_JWKS_CACHE_MAX_AGE_MS = 600_000; // 10 minutes before a remote JWKS is fetched again
+export const DEFAULT_REQUESTS_PER_MINUTE = 60;
+export const DEFAULT_TOKENS_PER_MINUTE = 40_000; // prompt + completion tokens, as OpenAI counts TPM
+export const DEFAULT_CONCURRENT_REQUESTS = 4;
+
+const ScopeSchema = Type.Union(
+  SCOPES.map((s) => Type.Literal(s)),
+  { description: `One of ${SCOPES.join(', ')}.` },
+);
+
+/** Per-subject limits; each field falls back to quotas.default. */
+export const SubjectLimitsSchema = Type.Object(
+  {
+    requestsPerMinute: Type.Optional(
+      Type.Integer({ minimum: 0, description: 'Requests per minute (0 = none).' }),
+    ),
+    tokensPerMinute: Type.Optional(
+      Type.Integer({ minimum: 0, description: 'Prompt + completion tokens per minute (0 = none).' }),
+    ),
+    concurrentRequests: Type.Optional(
+      Type.Integer({ minimum: 0, description: 'Requests in flight at once.' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const JwtSchema = Type.Object(
+  {
+    issuer: Type.String({ minLength: 1, description: 'Required `iss`.' }),
+    audience: Type.String({ minLength: 1, description: 'Required `aud`.' }),
+    algorithms: Type.Array(
+      Type.Union(
+        ['EdDSA', 'ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'].map((a) =>
+          Type.Literal(a),
+        ),
+      ),
+      {
+        minItems: 1,
+        default: DEFAULT_JWT_ALGORITHMS,
+        description: 'Accepted signature algorithms (asymmetric only; `none` and HMAC are never accepted).',
+      },
+    ),
+    jwksFile: Type.Optional(
+      pathString('Local JWKS file (e.g. from `chatmirror keygen`); give this or jwksUrl.'),
+    ),
+    jwksUrl: Type.Optional(
+      Type.String({
+        pattern: '^https://\\S+$',
+        description: 'Remote JWKS (https), cached and refreshed on unknown kid.',
+      }),
+    ),
+    jwksCacheMaxAgeMs: positiveInteger(
+      DEFAULT_JWKS_CACHE_MAX_AGE_MS,
+      'How long a remote JWKS is cached, in ms.',
+    ),
+    clockToleranceSeconds: positiveInteger(
+      DEFAULT_CLOCK_TOLERANCE_SECONDS,
+      'Clock skew allowed, in seconds.',
+      0,
+    ),
+    maxTokenAgeSeconds: positiveInteger(
+      DEFAULT_MAX_TOKEN_AGE_SECONDS,
+      'Oldest accepted token (by iat), in seconds.',
+    ),
+    requiredClaims: Type.Array(Type.String({ minLength: 1 }), {
+      default: DEFAULT_REQUIRED_CLAIMS,
+      description: 'Claims every token must carry.',
+    }),
+    scopesClaim: Type.String({
+      minLength: 1,
+      default: 'scope',
+      description: 'Claim holding the scopes: a space-separated string or an array.',
+    }),
+    limitsClaim: Type.String({
+      minLength: 1,
+      default: 'chatmirror_limits',
+      description:
+        'Optional claim with per-subject limits ({requestsPerMinute, tokensPerMinute, concurrentRequests}).',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+const ApiKeySchema = Type.Object(
+  {
+    id: Type.String({
+      pattern: '^[A-Za-z0-9_-]{1,64}$',
+      description: 'Key id: the subject in logs, metrics and quotas.',
+    }),
+    hash: Type.String({
+      pattern: '^sha256:[0-9a-f]{64}$',
+      description:
+        'sha256 of the key as printed by `chatmirror keygen --api-key`; the key itself is never stored.',
+    }),
+    scopes: Type.Array(ScopeSchema, { minItems: 1 }),
+    limits: Type.Optional(SubjectLimitsSchema),
+  },
+  { additionalProperties: false },
+);
+
+const AuthSchema = Type.Object(
+  {
+    publicRoutes: Type.Array(Type.String({ pattern: '^/' }), {
+      default: DEFAULT_PUBLIC_ROUTES,
+      description: 'Routes served without credentials; every other route requires them.',
+    }),
+    jwt: Type.Optional(JwtSchema),
+    apiKeys: Type.Array(ApiKeySchema, {
+      default: [],
+      description: 'Static API keys, stored as hashes (a secret).',
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+const QuotasSchema = Type.Object(
+  {
+    store: Type.Union([Type.Literal('memory'), Type.Literal('redis')], {
+      default: 'memory',
+      description: 'Where counters live: this process, or Redis (shared by replicas).',
+    }),
+    redisUrl: Type.Optional(
+      Type.String({ pattern: '^rediss?://\\S+$', description: 'Needed when store is redis.' }),
+    ),
+    default: Type.Object(
+      {
+        requestsPerMinute: positiveInteger(
+          DEFAULT_REQUESTS_PER_MINUTE,
+          'Requests per minute per subject.',
+          0,
+        ),
+        tokensPerMinute: positiveInteger(DEFAULT_TOKENS_PER_MINUTE, 'Tokens per minute per subject.', 0),
+        concurrentRequests: positiveInteger(
+          DEFAULT_CONCURRENT_REQUESTS,
+          'Requests in flight per subject.',
+          0,
+        ),
+      },
+      { additionalProperties: false, default: {}, description: 'Limits for subjects without their own.' },
+    ),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+const NetworkSchema = Type.Object(
+  {
+    allowlist: Type.Array(Type.String({ minLength: 1 }), {
+      default: [],
+      description: 'Client CIDRs allowed (IPv4 and IPv6); empty allows every address.',
+    }),
+    trustedProxies: Type.Array(Type.String({ minLength: 1 }), {
+      default: [],
+      description: 'Proxy CIDRs whose X-Forwarded-For is believed; nobody else can set the client address.',
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+const FilterListSchema = Type.Object(
+  {
+    keywords: Type.Array(Type.String({ minLength: 1 }), {
+      default: [],
+      description: 'Case-insensitive words.',
+    }),
+    patterns: Type.Array(Type.String({ minLength: 1 }), {
+      default: [],
+      description: 'Regular expressions (JS).',
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+const FiltersSchema = Type.Object(
+  {
+    prompt: FilterListSchema,
+    output: FilterListSchema,
+  },
+  {
+    additionalProperties: false,
+    default: {},
+    description:
+      'Deny-lists: a prompt match is refused (400 content_filter); an output match ends generation.',
+  },
+);
+
+const MetricsSchema = Type.Object(
+  {
+    enabled: Type.Boolean({ default: true, description: 'Serve Prometheus metrics.' }),
+    port: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 65535,
+        description:
+          'Serve /metrics on a separate plain-HTTP listener (on server.host) instead of the API port.',
+      }),
+    ),
   },
   { additionalProperties: false, default: {} },
 );
@@ -240,6 +452,11 @@ export const ServiceConfigSchema = Type.Object(
     engine: EngineSchema,
     limits: LimitsSchema,
     models: ModelsSchema,
+    auth: AuthSchema,
+    quotas: QuotasSchema,
+    network: NetworkSchema,
+    filters: FiltersSchema,
+    metrics: MetricsSchema,
     log: LogSchema,
   },
   { additionalProperties: false, default: {} },
@@ -247,3 +464,5 @@ export const ServiceConfigSchema = Type.Object(
 
 export type ServiceConfig = Static<typeof ServiceConfigSchema>;
 export type SamplingPreset = Static<typeof SamplingPresetSchema>;
+export type Scope = (typeof SCOPES)[number];
+export type SubjectLimits = Static<typeof SubjectLimitsSchema>;

@@ -288,7 +288,9 @@ describe('loadConfig errors name the key, the value, what is allowed and the sou
 
   it('rejects an unknown section without a far-fetched suggestion', () => {
     const message = failure({ file: file('section.yaml', 'database:\n  url: x\n'), env: {} });
-    expect(message).toContain('database: unknown key; allowed: server, engine, limits, models, log');
+    expect(message).toContain(
+      'database: unknown key; allowed: server, engine, limits, models, auth, quotas, network, filters, metrics, log',
+    );
   });
 
   it('reports every problem at once', () => {
