@@ -1,8 +1,9 @@
 /**
- * The configuration reference as a Markdown table, generated from the schema (`npx tsx
- * service/config/reference.ts`). README.md carries its output between markers, and a test fails when the
- * two differ, so the documentation cannot drift from what the loader accepts.
+ * The configuration reference as a Markdown table, generated from the schema. README.md carries it between
+ * markers (`npm run docs:config` rewrites them) and a test fails when the two differ, so the documentation
+ * cannot drift from what the loader accepts.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { envSettings } from './load.js';
@@ -36,4 +37,16 @@ export function configReference(): string {
   ].join('\n');
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) process.stdout.write(`${configReference()}\n`);
+/** Replaces the marked section of a Markdown file with the current reference. */
+export function withReference(markdown: string): string {
+  const begin = markdown.indexOf(REFERENCE_BEGIN);
+  const end = markdown.indexOf(REFERENCE_END);
+  if (begin === -1 || end === -1) throw new Error('the config reference markers are missing');
+  return markdown.slice(0, begin) + configReference() + markdown.slice(end + REFERENCE_END.length);
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const [flag, file] = process.argv.slice(2);
+  if (flag === '--write' && file) writeFileSync(file, withReference(readFileSync(file, 'utf8')));
+  else process.stdout.write(`${configReference()}\n`);
+}

@@ -5,6 +5,7 @@
  */
 import { type Static, Type } from '@sinclair/typebox';
 import { ENGINE_DEFAULTS } from '../engine/engine.js';
+import { SamplingBounds } from '../sampling-bounds.js';
 import { BUNDLED_MODEL_DIR } from './paths.js';
 
 /**
@@ -59,35 +60,14 @@ export const SamplingPresetSchema = Type.Object(
     description: Type.Optional(
       Type.String({ maxLength: 200, description: 'Shown to clients listing models.' }),
     ),
-    temperature: Type.Optional(
-      Type.Number({ minimum: 0, maximum: 2, description: '0 = greedy (OpenAI default 1).' }),
-    ),
-    top_p: Type.Optional(
-      Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'Nucleus mass (1 = off).' }),
-    ),
-    top_k: Type.Optional(Type.Integer({ minimum: 0, description: 'Keep the k likeliest tokens (0 = off).' })),
-    min_p: Type.Optional(
-      Type.Number({
-        minimum: 0,
-        maximum: 1,
-        description: 'Drop tokens below min_p × the top probability (0 = off).',
-      }),
-    ),
-    max_tokens: Type.Optional(
-      Type.Integer({ minimum: 1, description: 'Completion length when a request omits it.' }),
-    ),
-    repetition_penalty: Type.Optional(
-      Type.Number({
-        exclusiveMinimum: 0,
-        description: 'Transformers-style penalty on seen tokens (1 = off).',
-      }),
-    ),
-    presence_penalty: Type.Optional(
-      Type.Number({ minimum: -2, maximum: 2, description: 'OpenAI presence penalty.' }),
-    ),
-    frequency_penalty: Type.Optional(
-      Type.Number({ minimum: -2, maximum: 2, description: 'OpenAI frequency penalty.' }),
-    ),
+    temperature: Type.Optional(SamplingBounds.temperature()),
+    top_p: Type.Optional(SamplingBounds.top_p()),
+    top_k: Type.Optional(SamplingBounds.top_k()),
+    min_p: Type.Optional(SamplingBounds.min_p()),
+    max_tokens: Type.Optional(SamplingBounds.max_tokens()),
+    repetition_penalty: Type.Optional(SamplingBounds.repetition_penalty()),
+    presence_penalty: Type.Optional(SamplingBounds.presence_penalty()),
+    frequency_penalty: Type.Optional(SamplingBounds.frequency_penalty()),
   },
   { additionalProperties: false },
 );

@@ -1,25 +1,22 @@
 import { type TSchema, Type } from '@sinclair/typebox';
+import { SamplingBounds } from '../sampling-bounds.js';
 
 /**
  * Request fields shared by /v1/chat/completions and /v1/completions, named and bounded as OpenAI documents
  * them. Server caps (max_tokens, n, stop count and length) are enforced after validation, against config.
  */
 export const SamplingFields = {
-  frequency_penalty: Type.Optional(Type.Number({ minimum: -2, maximum: 2, description: 'OpenAI: -2 to 2' })),
+  frequency_penalty: Type.Optional(SamplingBounds.frequency_penalty()),
   logit_bias: Type.Optional(
     Type.Record(Type.String({ pattern: '^[0-9]+$' }), Type.Number({ minimum: -100, maximum: 100 }), {
       description: 'token id → bias from -100 (ban) to 100 (force)',
     }),
   ),
-  max_tokens: Type.Optional(
-    Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], {
-      description: 'clamped to min(context − prompt, server cap)',
-    }),
-  ),
+  max_tokens: Type.Optional(Type.Union([SamplingBounds.max_tokens(), Type.Null()])),
   n: Type.Optional(
     Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], { description: 'choices per request' }),
   ),
-  presence_penalty: Type.Optional(Type.Number({ minimum: -2, maximum: 2 })),
+  presence_penalty: Type.Optional(SamplingBounds.presence_penalty()),
   seed: Type.Optional(
     Type.Union(
       [Type.Integer({ minimum: Number.MIN_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER }), Type.Null()],
@@ -40,19 +37,13 @@ export const SamplingFields = {
       Type.Null(),
     ]),
   ),
-  temperature: Type.Optional(Type.Union([Type.Number({ minimum: 0, maximum: 2 }), Type.Null()])),
-  top_p: Type.Optional(Type.Union([Type.Number({ exclusiveMinimum: 0, maximum: 1 }), Type.Null()])),
+  temperature: Type.Optional(Type.Union([SamplingBounds.temperature(), Type.Null()])),
+  top_p: Type.Optional(Type.Union([SamplingBounds.top_p(), Type.Null()])),
   user: Type.Optional(Type.String({ maxLength: 256, description: 'end-user id, for logs' })),
   // Extensions beyond OpenAI (vLLM names them the same).
-  top_k: Type.Optional(
-    Type.Integer({ minimum: 0, description: 'extension: keep the k most likely tokens (0 = off)' }),
-  ),
-  min_p: Type.Optional(
-    Type.Number({ minimum: 0, maximum: 1, description: 'extension: min-p sampling (0 = off)' }),
-  ),
-  repetition_penalty: Type.Optional(
-    Type.Number({ exclusiveMinimum: 0, maximum: 10, description: 'extension: Transformers-style (1 = off)' }),
-  ),
+  top_k: Type.Optional(SamplingBounds.top_k()),
+  min_p: Type.Optional(SamplingBounds.min_p()),
+  repetition_penalty: Type.Optional(SamplingBounds.repetition_penalty()),
 } satisfies Record<string, TSchema>;
 
 export const UsageSchema = Type.Object({

@@ -2,22 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { Rng } from '../../../service/engine/rng.js';
 import { adjustLogits, argmax, chooseToken } from '../../../service/engine/sampler.js';
 import type { SamplingParams } from '../../../service/engine/types.js';
+import { params } from '../../helpers/model.js';
 
-const base: SamplingParams = {
-  maxTokens: 16,
-  temperature: 1,
-  topP: 1,
-  topK: 0,
-  minP: 0,
-  repetitionPenalty: 1,
-  presencePenalty: 0,
-  frequencyPenalty: 0,
-  logitBias: {},
-  stop: [],
-  ignoreEos: false,
-  logprobs: false,
-  topLogprobs: 0,
-};
+// Temperature 1 with every filter off: the plain model distribution, which each test then changes.
+const base: SamplingParams = params({ temperature: 1 });
 
 /** Logits whose softmax is exactly `probs`. */
 const logitsOf = (probs: number[]) => Float32Array.from(probs, Math.log);
