@@ -16,6 +16,13 @@ import Fastify, {
 import type { ServiceConfig } from './config/schema.js';
 import type { Engine } from './engine/index.js';
 import { ApiError } from './errors.js';
+import {
+  clientErrorHandler,
+  createNotFound,
+  frameworkErrorHandler,
+  sendError,
+  toApiError,
+} from './http-errors.js';
 import { createLifecycle } from './lifecycle.js';
 import { chatRoute } from './routes/chat/route.js';
 import { completionsRoute } from './routes/completions/route.js';
@@ -24,7 +31,6 @@ import { ErrorResponseSchema } from './routes/error-schema.js';
 import { healthRoute } from './routes/health/route.js';
 import { modelsRoute } from './routes/models/route.js';
 import { fastifyServerOptions, type TlsKeyPair } from './server-options.js';
-import { validationToApiError } from './validation-error.js';
 
 export interface AppOptions {
   config: ServiceConfig;
@@ -35,33 +41,6 @@ export interface AppOptions {
 
 /** Routes that answer even while draining, so orchestrators can watch the shutdown. */
 const ALWAYS_OPEN = new Set(['/health', '/ready']);
-
-/** Fastify's own error codes, in the API's terms. */
-const FASTIFY_ERRORS: Record<string, (err: FastifyError) => ApiError> = {
-  FST_ERR_CTP_BODY_TOO_LARGE: () => new ApiError('payload_too_large', 'The request body is too large.'),
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: () =>
-    new ApiError('invalid_request', 'Content-Length does not match the body.'),
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: () =>
-    new ApiError('unsupported_media_type', 'The body must be JSON (Content-Type: application/json).'),
-  FST_ERR_CTP_EMPTY_JSON_BODY: () => new ApiError('invalid_json', 'The JSON body is empty.'),
-  FST_ERR_CTP_INVALID_JSON_BODY: (err) =>
-    new ApiError('invalid_json', `The body is not valid JSON: ${err.message}`),
-};
-
-function toApiError(err: FastifyError): ApiError | undefined {
-  if (err instanceof ApiError) return err;
-  if (err.validation) return validationToApiError(err.validation, err.validationContext);
-  const mapped = err.code ? FASTIFY_ERRORS[err.code] : undefined;
-  if (mapped) return mapped(err);
-  // JSON.parse failures surface as SyntaxError with a 400 status from the content-type parser.
-  if (err instanceof SyntaxError || err.statusCode === 400) return new ApiError('invalid_json', err.message);
-  if (err.statusCode === 408) return new ApiError('request_timeout', 'The request took too long to arrive.');
-  return undefined;
-}
-
-function sendError(reply: FastifyReply, err: ApiError): FastifyReply {
-  return reply.code(err.status).headers(err.headers).send(err.toBody());
-}
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config, engine } = options;
@@ -75,7 +54,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // Requests are not coerced or trimmed: "0.5" is not a temperature, and unknown fields are refused by name
     // instead of silently dropped (Fastify's defaults do both).
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+    frameworkErrors: frameworkErrorHandler,
+    clientErrorHandler,
   }).withTypeProvider<TypeBoxTypeProvider>();
+  const notFound = createNotFound();
 
   app.decorate('lifecycle', createLifecycle());
   // Only JSON bodies: a text/plain body gets 415, not a confusing schema error.
@@ -95,6 +77,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    // Unknown routes are answered here, before Fastify's body checks (e.g. QUERY without a Content-Type) can
+    // turn them into a misleading 400.
+    if (request.is404) return notFound.handler(request, reply);
     if (app.lifecycle.draining && !ALWAYS_OPEN.has(request.routeOptions.url ?? '')) {
       reply.header('connection', 'close');
       throw new ApiError(
@@ -115,31 +100,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     return sendError(reply, new ApiError('internal_error', 'The server failed to handle the request.'));
   });
 
-  // A path that exists with another method is a 405 with Allow, not a 404.
-  const methodsByPath = new Map<string, Set<string>>();
-  app.addHook('onRoute', (route) => {
-    const methods = Array.isArray(route.method) ? route.method : [route.method];
-    const known = methodsByPath.get(route.url) ?? new Set<string>();
-    for (const m of methods) known.add(m);
-    methodsByPath.set(route.url, known);
-  });
-  app.setNotFoundHandler((request, reply) => {
-    const path = request.url.split('?')[0]!;
-    const allowed =
-      methodsByPath.get(path) ??
-      (path.startsWith('/v1/models/') ? methodsByPath.get('/v1/models/:model') : undefined);
-    if (allowed) {
-      reply.header('allow', [...allowed].join(', '));
-      return sendError(
-        reply,
-        new ApiError(
-          'method_not_allowed',
-          `${request.method} is not allowed on ${path}; use ${[...allowed].join(' or ')}.`,
-        ),
-      );
-    }
-    return sendError(reply, new ApiError('unknown_url', `Unknown request URL: ${request.method} ${path}.`));
-  });
+  app.addHook('onRoute', (route) => notFound.recordRoute(route.url, route.method));
+  app.setNotFoundHandler(notFound.handler);
 
   const ctx: RouteContext = {
     engine,

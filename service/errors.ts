@@ -21,6 +21,26 @@ export const API_ERRORS = {
     type: 'invalid_request_error',
     doc: "prompt tokens + 1 exceed the model's context",
   },
+  content_filter: {
+    status: 400,
+    type: 'invalid_request_error',
+    doc: 'the prompt matched a configured deny-list entry (filters.prompt)',
+  },
+  invalid_api_key: {
+    status: 401,
+    type: 'authentication_error',
+    doc: 'no credential, or an invalid, expired or unknown token or API key (also one sent in the URL)',
+  },
+  insufficient_scope: {
+    status: 403,
+    type: 'permission_error',
+    doc: "the credential is valid but lacks the route's scope",
+  },
+  ip_not_allowed: {
+    status: 403,
+    type: 'permission_error',
+    doc: 'the client address is not in network.allowlist',
+  },
   model_not_found: { status: 404, type: 'invalid_request_error', doc: 'no model or alias with that id' },
   unknown_url: { status: 404, type: 'invalid_request_error', doc: 'no such route' },
   method_not_allowed: {
@@ -38,10 +58,20 @@ export const API_ERRORS = {
     type: 'invalid_request_error',
     doc: 'the body exceeds the limit (checked from Content-Length before it is read)',
   },
+  request_header_fields_too_large: {
+    status: 431,
+    type: 'invalid_request_error',
+    doc: 'the request headers exceed server.maxHeaderBytes',
+  },
   unsupported_media_type: {
     status: 415,
     type: 'invalid_request_error',
     doc: 'the body is not application/json',
+  },
+  rate_limit_exceeded: {
+    status: 429,
+    type: 'rate_limit_error',
+    doc: 'a per-client quota is used up; see Retry-After',
   },
   server_overloaded: {
     status: 429,

@@ -29,7 +29,8 @@ export interface RouteContext {
 /** The alias defaults for a requested model id, or a 404 naming it. */
 export function resolveModel(ctx: RouteContext, id: string): ModelAlias {
   if (id === ctx.modelId) return {};
-  const alias = ctx.aliases[id];
+  // Own keys only: `constructor` or `__proto__` must not resolve through Object.prototype.
+  const alias = Object.hasOwn(ctx.aliases, id) ? ctx.aliases[id] : undefined;
   if (alias) return alias;
   const known = [ctx.modelId, ...Object.keys(ctx.aliases)].join(', ');
   throw new ApiError('model_not_found', `The model '${id}' does not exist. Available: ${known}.`, 'model');

@@ -14,16 +14,24 @@ export const ErrorResponseSchema = Type.Object(
 );
 
 /**
- * A 200 that is JSON, or Server-Sent Events when the request set `stream: true`; documented as both so that
- * OpenAPI clients and schemathesis know a stream is a valid answer.
+ * A 200 that is JSON, or Server-Sent Events when the request set `stream: true`. For an event stream OpenAPI
+ * 3.1 describes one event: its `data` is a chunk as JSON, or `[DONE]` last.
  */
-export function jsonOrEventStream(json: TSchema) {
+export function jsonOrEventStream(json: TSchema, chunk: TSchema = json) {
   return {
     description: 'The result as JSON, or `data:` events ending in `data: [DONE]` when stream is true',
     content: {
       'application/json': { schema: json },
       'text/event-stream': {
-        schema: Type.String({ description: 'data: <chunk JSON> lines, then data: [DONE]' }),
+        schema: Type.Object(
+          {
+            data: Type.Union([
+              Type.Literal('[DONE]'),
+              Type.String({ contentMediaType: 'application/json', contentSchema: chunk }),
+            ]),
+          },
+          { description: 'One Server-Sent Event: a chunk as JSON, or [DONE] last' },
+        ),
       },
     },
   };

@@ -108,11 +108,18 @@ export function toSamplingParams(
     );
   }
   for (const [id, bias] of biasEntries) {
-    const tokenId = Number(id);
+    const tokenId = /^\d+$/.test(id) ? Number(id) : Number.NaN;
     if (!Number.isInteger(tokenId) || tokenId >= ctx.vocabSize) {
       throw new ApiError(
         'invalid_request',
         `logit_bias key ${id} is not a token id of this model (0 to ${ctx.vocabSize - 1})`,
+        'logit_bias',
+      );
+    }
+    if (typeof bias !== 'number' || !(bias >= -100 && bias <= 100)) {
+      throw new ApiError(
+        'invalid_request',
+        `logit_bias for token ${id} must be a number from -100 to 100`,
         'logit_bias',
       );
     }

@@ -9,6 +9,8 @@ export const SamplingFields = {
   frequency_penalty: Type.Optional(SamplingBounds.frequency_penalty()),
   logit_bias: Type.Optional(
     Type.Record(Type.String({ pattern: '^[0-9]+$' }), Type.Number({ minimum: -100, maximum: 100 }), {
+      // Without this a key that is not a token id ("", "0x10") would skip the value check altogether.
+      additionalProperties: false,
       description: 'token id → bias from -100 (ban) to 100 (force)',
     }),
   ),

@@ -14,7 +14,7 @@ export const chatRoute: FastifyPluginAsyncTypebox<{ ctx: RouteContext }> = async
         summary: 'Chat completion; with stream: true, Server-Sent Events of ChatCompletionChunk',
         body: ChatCompletionRequestSchema,
         response: {
-          200: jsonOrEventStream(ChatCompletionSchema),
+          200: jsonOrEventStream(ChatCompletionSchema, ChatCompletionChunkSchema),
           '4xx': ErrorResponseSchema,
           '5xx': ErrorResponseSchema,
         },
