@@ -1,7 +1,8 @@
 /**
- * `buildApp(options)`: the Fastify application — routes, OpenAI-shaped errors for everything (validation,
- * body limits, unknown routes, wrong methods, draining), and the OpenAPI document generated from the same
- * schemas that validate requests. `serve.ts` listens; tests use `app.inject` or listen on port 0.
+ * `buildApp(options)`: the Fastify application. In request order: security headers, request id and drain,
+ * client address allowlist, authentication and scopes, then the routes (which charge quotas and feed metrics).
+ * Everything that fails answers in the OpenAI error shape. `serve.ts` listens; tests use `app.inject` or
+ * listen on port 0.
  */
 import { randomUUID } from 'node:crypto';
 import type { Server as HttpServer } from 'node:http';
@@ -13,7 +14,7 @@ import Fastify, {
   type FastifyInstance,
   type FastifyReply,
 } from 'fastify';
-import type { ServiceConfig } from './config/schema.js';
+import type { Scope, ServiceConfig } from './config/schema.js';
 import type { Engine } from './engine/index.js';
 import { ApiError } from './errors.js';
 import {
@@ -24,19 +25,56 @@ import {
   toApiError,
 } from './http-errors.js';
 import { createLifecycle } from './lifecycle.js';
+import { httpMetricsPlugin, METRICS_PATH } from './observability/http-metrics-plugin.js';
+import { createMetrics, type Metrics } from './observability/metrics.js';
 import { chatRoute } from './routes/chat/route.js';
 import { completionsRoute } from './routes/completions/route.js';
 import type { RouteContext } from './routes/context.js';
 import { ErrorResponseSchema } from './routes/error-schema.js';
 import { healthRoute } from './routes/health/route.js';
 import { modelsRoute } from './routes/models/route.js';
+import { type Authenticator, createAuthenticator } from './security/auth/credentials.js';
+import { authPlugin } from './security/auth/plugin.js';
+import { registerSecurityHeaders } from './security/helmet.js';
+import { ipAllowlistPlugin, trustProxyFunction } from './security/network.js';
+import { MemoryStore } from './security/quotas/memory-store.js';
+import { QuotaManager } from './security/quotas/quota-manager.js';
+import { RedisStore } from './security/quotas/redis-store.js';
+import type { QuotaStore } from './security/quotas/store.js';
 import { fastifyServerOptions, type TlsKeyPair } from './server-options.js';
 
 export interface AppOptions {
   config: ServiceConfig;
   engine: Engine;
   https?: TlsKeyPair | undefined;
+  /** pino options (see loggerOptions) or false; the default is silent, for tests. */
   logger?: boolean | Record<string, unknown>;
+}
+
+/** The scope each authenticated route needs; routes in auth.publicRoutes need none. */
+export const ROUTE_SCOPES: Record<string, Scope> = {
+  '/health': 'models:read',
+  '/ready': 'models:read',
+  '/v1/models': 'models:read',
+  '/v1/models/:model': 'models:read',
+  '/v1/chat/completions': 'chat',
+  '/v1/completions': 'completions',
+  '/openapi.json': 'models:read',
+  [METRICS_PATH]: 'metrics:read',
+};
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    authenticator: Authenticator;
+    metrics: Metrics | undefined;
+  }
+}
+
+async function createQuotaStore(config: ServiceConfig, app: FastifyInstance): Promise<QuotaStore> {
+  if (config.quotas.store === 'memory') return new MemoryStore();
+  return RedisStore.connect(config.quotas.redisUrl!, {
+    onError: (err) => app.log.warn({ err }, 'quota store (redis) error'),
+  });
 }
 
 /** Routes that answer even while draining, so orchestrators can watch the shutdown. */
@@ -56,8 +94,22 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     frameworkErrors: frameworkErrorHandler,
     clientErrorHandler,
+    // Only configured proxies may speak for a client through X-Forwarded-For; nobody else can pick an address.
+    trustProxy: trustProxyFunction(config.network.trustedProxies),
   }).withTypeProvider<TypeBoxTypeProvider>();
   const notFound = createNotFound();
+
+  // Headers first: a hook that answers early (404, drain, auth refusal) skips the hooks after it.
+  await registerSecurityHeaders(app, { tls: options.https !== undefined });
+  const authenticator = await createAuthenticator(config.auth);
+  app.decorate('authenticator', authenticator);
+  const metrics = config.metrics.enabled ? createMetrics({ engine }) : undefined;
+  app.decorate('metrics', metrics);
+  const quotas = new QuotaManager(await createQuotaStore(config, app), config.quotas.default);
+  app.addHook('onClose', async () => {
+    await quotas.close();
+    metrics?.close();
+  });
 
   app.decorate('lifecycle', createLifecycle());
   // Only JSON bodies: a text/plain body gets 415, not a confusing schema error.
@@ -103,8 +155,20 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook('onRoute', (route) => notFound.recordRoute(route.url, route.method));
   app.setNotFoundHandler(notFound.handler);
 
+  await app.register(ipAllowlistPlugin, { allowlist: config.network.allowlist });
+  await app.register(authPlugin, {
+    authenticator,
+    publicRoutes: config.auth.publicRoutes,
+    routeScopes: ROUTE_SCOPES,
+    onAuthFailure: (reason) => metrics?.authFailures.inc({ reason }),
+  });
+  if (metrics) {
+    await app.register(httpMetricsPlugin, { metrics, expose: config.metrics.port === undefined });
+  }
+
   const ctx: RouteContext = {
     engine,
+    quotas,
     modelId: config.models.id,
     aliases: config.models.aliases,
     defaults: config.models.defaults,

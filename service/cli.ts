@@ -1,18 +1,21 @@
 #!/usr/bin/env node
 /**
- * `chatmirror` command line: `serve` (the API) and `generate` (stream one completion from a model directory to
- * the terminal). `bench`, `token` and `check` join as their issues land.
+ * `chatmirror` command line: `serve` (the API), `generate` (stream one completion from a model directory to
+ * the terminal), `keygen` and `token` (credentials). `bench` and `check` join as their issues land.
  */
 import { parseArgs } from 'node:util';
 import { BUNDLED_MODEL_DIR } from './config/paths.js';
 import { Engine, EngineError } from './engine/index.js';
 import type { SamplingParams } from './engine/types.js';
+import { AUTH_USAGE, keygen, token } from './security/auth/commands.js';
 import { serve } from './serve.js';
 
 const USAGE = `usage:
   chatmirror serve [--config FILE]       serve the OpenAI-compatible API (HTTPS by default)
   chatmirror generate [--model DIR] [--chat TEXT | --prompt TEXT] [--max-tokens N]
                       [--temperature T] [--top-p P] [--seed N] [--stop S]...
+
+${AUTH_USAGE}
 
 Configuration: a YAML/JSON file (--config or CHATMIRROR_CONFIG) and CHATMIRROR_<SECTION>_<KEY> variables.`;
 
@@ -107,13 +110,17 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'generate':
       return generate(rest);
+    case 'keygen':
+      return keygen(rest);
+    case 'token':
+      return token(rest);
     default:
       process.stderr.write(`${USAGE}\n`);
       process.exitCode = command === undefined || command === '--help' ? 0 : 2;
   }
 }
 
-main(process.argv.slice(2)).catch((err: Error) => {
+main(process.argv.slice(2)).catch((err: Error & { exitCode?: number }) => {
   process.stderr.write(`chatmirror: ${err.message}\n`);
-  process.exitCode = 1;
+  process.exitCode = err.exitCode ?? 1;
 });

@@ -4,11 +4,16 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Server as HttpsServer } from 'node:https';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import { loadConfig } from './config/load.js';
+import { cacheDir } from './config/paths.js';
 import type { ServiceConfig } from './config/schema.js';
 import { Engine } from './engine/index.js';
+import { startMetricsListener } from './observability/http-metrics-plugin.js';
+import { loggerOptions } from './observability/logging.js';
+import { type DevAuth, ensureDevAuth } from './security/auth/dev-auth.js';
 import { serviceBaseUrl, type TlsKeyPair } from './server-options.js';
 import { ensureDevCertificate } from './tls/dev-cert.js';
 import { type CertificateWatcher, watchCertificate } from './tls/reloader.js';
@@ -44,8 +49,10 @@ interface TlsSetup {
 }
 
 export async function serve(options: ServeOptions = {}): Promise<RunningService> {
-  const config = loadConfig({ file: options.configFile, env: options.env ?? process.env });
+  const env = options.env ?? process.env;
+  const config = loadConfig({ file: options.configFile, env });
   const tls = await setUpTls(config);
+  const dev = await setUpDevAuth(config, env);
 
   const engine = await Engine.load(config.engine.modelDir, {
     graphFile: config.engine.graphFile,
@@ -56,7 +63,7 @@ export async function serve(options: ServeOptions = {}): Promise<RunningService>
   });
   let app: FastifyInstance;
   try {
-    app = await buildApp({ config, engine, https: tls?.pair, logger: { level: config.log.level } });
+    app = await buildApp({ config, engine, https: tls?.pair, logger: loggerOptions(config) });
   } catch (err) {
     await engine.close();
     throw err;
@@ -72,13 +79,27 @@ export async function serve(options: ServeOptions = {}): Promise<RunningService>
   }
 
   const baseUrl = serviceBaseUrl(config, app.server.address());
+  const metricsListener =
+    app.metrics && config.metrics.port !== undefined
+      ? await startMetricsListener(app.metrics, { host: config.server.host, port: config.metrics.port })
+      : undefined;
   process.stdout.write(
     howToCall({
       baseUrl,
       modelId: config.models.id,
       caFile: tls?.selfSigned ? tls.files.certFile : undefined,
+      devToken: dev ? await dev.mintDevToken() : undefined,
     }),
   );
+  if (metricsListener) process.stdout.write(`  metrics: http://${metricsListener.address}/metrics\n\n`);
+  // SIGHUP also re-reads a local JWKS, so a rotated signing key is picked up without a restart.
+  const onHangup = () => {
+    app.authenticator.reload().then(
+      () => app.log.info('SIGHUP: reloaded the JWKS'),
+      (err: Error) => app.log.error(`SIGHUP: JWKS reload failed, keeping the old keys: ${err.message}`),
+    );
+  };
+  process.on('SIGHUP', onHangup);
   const watcher: CertificateWatcher | undefined =
     tls === undefined ? undefined : watchCertificate(app.server as HttpsServer, tls.files, app.log);
 
@@ -119,6 +140,8 @@ export async function serve(options: ServeOptions = {}): Promise<RunningService>
     await engine.close();
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
+    process.off('SIGHUP', onHangup);
+    await metricsListener?.close();
     app.log.info('shut down');
   }
 
@@ -167,12 +190,29 @@ async function setUpTls(config: ServiceConfig): Promise<TlsSetup | undefined> {
   };
 }
 
+/**
+ * With no credentials configured at all, the demo still requires auth: a development signing key (kept, like
+ * the dev certificate, in the cache) verifies short-lived tokens that the banner prints.
+ */
+async function setUpDevAuth(config: ServiceConfig, env: NodeJS.ProcessEnv): Promise<DevAuth | undefined> {
+  if (config.auth.jwt !== undefined || config.auth.apiKeys.length > 0) return undefined;
+  const dev = await ensureDevAuth(join(cacheDir(env), 'dev-auth'));
+  config.auth = { ...config.auth, ...dev.auth };
+  return dev;
+}
+
 /** The lines printed once listening: where the API is and a request to paste into a terminal. */
-export function howToCall(options: { baseUrl: string; modelId: string; caFile?: string }): string {
+export function howToCall(options: {
+  baseUrl: string;
+  modelId: string;
+  caFile?: string | undefined;
+  devToken?: string | undefined;
+}): string {
   const url = `${options.baseUrl}/v1/chat/completions`;
   const body = JSON.stringify({ model: options.modelId, messages: [{ role: 'user', content: 'Say hello' }] });
   const curl = [
     `curl ${options.caFile === undefined ? '' : `--cacert ${shellQuote(options.caFile)} `}${url}`,
+    ...(options.devToken === undefined ? [] : [`-H "Authorization: Bearer $CHATMIRROR_TOKEN"`]),
     `-H 'Content-Type: application/json'`,
     `-d ${shellQuote(body)}`,
   ].join(' \\\n    ');
@@ -182,6 +222,12 @@ export function howToCall(options: { baseUrl: string; modelId: string; caFile?: 
     ...(options.caFile === undefined
       ? []
       : [`  self-signed development certificate: ${options.caFile} (clients must trust it explicitly)`]),
+    ...(options.devToken === undefined
+      ? []
+      : [
+          '  development token (all scopes, valid 1 hour; `chatmirror token` mints real ones):',
+          `  export CHATMIRROR_TOKEN=${options.devToken}`,
+        ]),
     '',
     '  try:',
     `  ${curl}`,

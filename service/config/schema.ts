@@ -221,7 +221,8 @@ const LogSchema = Type.Object(
 // ---- security ------------------------------------------------------------------------------------------------
 /** What a credential may do; a route names the one it needs. `admin` implies every other scope. */
 export const SCOPES = ['chat', 'completions', 'models:read', 'metrics:read', 'admin'] as const;
-export const DEFAULT_PUBLIC_ROUTES = ['/health'];
+// Liveness and readiness probes come from orchestrators and load balancers that hold no credentials.
+export const DEFAULT_PUBLIC_ROUTES = ['/health', '/ready'];
 export const DEFAULT_JWT_ALGORITHMS = ['EdDSA', 'ES256', 'RS256'];
 export const DEFAULT_CLOCK_TOLERANCE_SECONDS = 30; // seconds of clock skew accepted on exp/nbf/iat
 export const DEFAULT_MAX_TOKEN_AGE_SECONDS = 3600; // seconds: a token older than this (by iat) is refused
@@ -240,10 +241,10 @@ const ScopeSchema = Type.Union(
 export const SubjectLimitsSchema = Type.Object(
   {
     requestsPerMinute: Type.Optional(
-      Type.Integer({ minimum: 0, description: 'Requests per minute (0 = none).' }),
+      Type.Integer({ minimum: 0, description: 'Requests per minute (0 = no limit).' }),
     ),
     tokensPerMinute: Type.Optional(
-      Type.Integer({ minimum: 0, description: 'Prompt + completion tokens per minute (0 = none).' }),
+      Type.Integer({ minimum: 0, description: 'Prompt + completion tokens per minute (0 = no limit).' }),
     ),
     concurrentRequests: Type.Optional(
       Type.Integer({ minimum: 0, description: 'Requests in flight at once.' }),
@@ -357,7 +358,11 @@ const QuotasSchema = Type.Object(
           'Requests per minute per subject.',
           0,
         ),
-        tokensPerMinute: positiveInteger(DEFAULT_TOKENS_PER_MINUTE, 'Tokens per minute per subject.', 0),
+        tokensPerMinute: positiveInteger(
+          DEFAULT_TOKENS_PER_MINUTE,
+          'Tokens per minute per subject (0 = no limit).',
+          0,
+        ),
         concurrentRequests: positiveInteger(
           DEFAULT_CONCURRENT_REQUESTS,
           'Requests in flight per subject.',

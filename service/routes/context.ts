@@ -1,5 +1,6 @@
 import type { Engine } from '../engine/index.js';
 import { ApiError } from '../errors.js';
+import type { QuotaManager } from '../security/quotas/quota-manager.js';
 import type { SamplingCaps, SamplingDefaults } from './generation-params.js';
 
 export interface ModelAlias extends SamplingDefaults {
@@ -9,6 +10,7 @@ export interface ModelAlias extends SamplingDefaults {
 /** What the completion routes need, built once by the app from config and the loaded engine. */
 export interface RouteContext {
   engine: Engine;
+  quotas: QuotaManager;
   /** The id the model is served under. */
   modelId: string;
   /** Extra ids for the same model, each with its own sampling defaults. */

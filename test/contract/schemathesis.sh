@@ -70,9 +70,16 @@ trap 'exit 143' TERM
 # `npx tsx` keeps the server one process, so SIGTERM reaches it directly. max_tokens is capped at 64 because
 # generated requests may ask for any max_tokens (or none: up to the whole context), and n up to 8 choices; 64
 # tokens still exercises every stop reason and stream shape while keeping each generation well under a second.
-# A user's config file, certificate or public URL would change what is tested, so they are switched off.
+# A user's config file, certificate or public URL would change what is tested, so they are switched off. With no
+# credentials configured the server makes a development signing key (in this run's own cache) and prints a
+# token, which every request below carries. Per-subject quotas are off: thousands of requests from one subject
+# would otherwise be mostly 429s, which the quota tests cover.
 env -u CHATMIRROR_SERVER_TLS_CERT_FILE -u CHATMIRROR_SERVER_TLS_KEY_FILE -u CHATMIRROR_SERVER_PUBLIC_BASE_URL \
   CHATMIRROR_CONFIG= \
+  CHATMIRROR_CACHE="$WORK" \
+  CHATMIRROR_QUOTAS_DEFAULT_REQUESTS_PER_MINUTE=0 \
+  CHATMIRROR_QUOTAS_DEFAULT_TOKENS_PER_MINUTE=0 \
+  CHATMIRROR_QUOTAS_DEFAULT_CONCURRENT_REQUESTS=0 \
   CHATMIRROR_SERVER_HOST=127.0.0.1 \
   CHATMIRROR_SERVER_PORT=0 \
   CHATMIRROR_SERVER_TLS_ENABLED=true \
@@ -97,13 +104,18 @@ if [ -z "$base" ]; then
   exit 1
 fi
 CA="$WORK/dev-tls/cert.pem"
+TOKEN="$(sed -n 's|^ *export CHATMIRROR_TOKEN=\(.*\)$|\1|p' "$WORK/server.log" | head -n 1)"
+if [ -z "$TOKEN" ]; then
+  echo "contract: the banner printed no development token" >&2
+  exit 1
+fi
 
 # Waits for /ready and prints the served model ids (the model and its aliases), comma-separated.
 models="$(
-  "$VENV/bin/python" - "$base" "$CA" <<'PY'
+  "$VENV/bin/python" - "$base" "$CA" "$TOKEN" <<'PY'
 import json, ssl, sys, time, urllib.request
 
-base, ca = sys.argv[1:]
+base, ca, token = sys.argv[1:]
 context = ssl.create_default_context(cafile=ca)
 deadline = time.monotonic() + 60
 while True:
@@ -114,7 +126,8 @@ while True:
         if time.monotonic() > deadline:
             sys.exit(f"contract: {base}/ready did not answer 200 within 60 s: {err}")
         time.sleep(0.2)
-with urllib.request.urlopen(f"{base}/v1/models", context=context, timeout=5) as response:
+models = urllib.request.Request(f"{base}/v1/models", headers={"Authorization": f"Bearer {token}"})
+with urllib.request.urlopen(models, context=context, timeout=5) as response:
     print(",".join(model["id"] for model in json.load(response)["data"]))
 PY
 )"
@@ -199,6 +212,7 @@ PYTHONPATH="$WORK" SCHEMATHESIS_HOOKS=contract_hooks CONTRACT_MODEL_IDS="$models
   HYPOTHESIS_STORAGE_DIRECTORY="$WORK/hypothesis" \
   timeout "$RUN_TIMEOUT_S" "$VENV/bin/st" --config-file "$WORK/schemathesis.toml" run "$base/openapi.json" \
   --tls-verify "$CA" \
+  --header "Authorization: Bearer $TOKEN" \
   --phases examples,coverage,fuzzing \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection,unsupported_method,allow_header_conformance \
   --max-examples "$MAX_EXAMPLES" \

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ChatMessage } from '../../engine/index.js';
 import type { TokenLogprob } from '../../engine/types.js';
 import { ApiError } from '../../errors.js';
 import { SseWriter } from '../../sse.js';
+import { admit } from '../admission.js';
 import { startChoices } from '../choices.js';
 import { checkPromptSize, type RouteContext, resolveModel } from '../context.js';
 import { toSamplingParams } from '../generation-params.js';
@@ -85,6 +86,7 @@ function toOpenAILogprob(lp: TokenLogprob) {
 
 export async function chatCompletion(
   ctx: RouteContext,
+  request: FastifyRequest,
   body: ChatCompletionRequest,
   reply: FastifyReply,
 ): Promise<ChatCompletion | undefined> {
@@ -100,93 +102,98 @@ export async function chatCompletion(
   });
   params.logprobs = body.logprobs === true;
   params.topLogprobs = body.top_logprobs ?? 0;
-
-  // A client that goes away (mid-stream or while waiting for a full response) frees its batch slots.
-  const disconnected = new AbortController();
-  reply.raw.on('close', () => {
-    if (!reply.raw.writableFinished) disconnected.abort();
-  });
-  const choices = startChoices(
-    ctx.engine,
-    promptIds,
-    params,
-    n,
-    disconnected.signal,
-    ctx.caps.retryAfterSeconds,
-  );
-  const id = `chatcmpl-${randomUUID().replaceAll('-', '')}`;
-  const created = Math.floor(Date.now() / 1000);
-  const head = { id, created, model: body.model, system_fingerprint: ctx.fingerprint };
+  const quota = await admit(ctx.quotas, request, reply, promptIds.length + n * params.maxTokens);
   let completionTokens = 0;
-
-  if (body.stream) {
-    const sse = new SseWriter(reply);
-    const includeUsage = body.stream_options?.include_usage === true;
-    const chunk = (choices: ChatCompletionChunk['choices']): ChatCompletionChunk => ({
-      ...head,
-      object: 'chat.completion.chunk',
-      choices,
-      ...(includeUsage ? { usage: null } : {}),
+  try {
+    // A client that goes away (mid-stream or while waiting for a full response) frees its batch slots.
+    const disconnected = new AbortController();
+    reply.raw.on('close', () => {
+      if (!reply.raw.writableFinished) disconnected.abort();
     });
-    for (let index = 0; index < n; index++) {
-      sse.data(
-        chunk([{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]),
-      );
+    const choices = startChoices(
+      ctx.engine,
+      promptIds,
+      params,
+      n,
+      disconnected.signal,
+      ctx.caps.retryAfterSeconds,
+    );
+    const id = `chatcmpl-${randomUUID().replaceAll('-', '')}`;
+    const created = Math.floor(Date.now() / 1000);
+    const head = { id, created, model: body.model, system_fingerprint: ctx.fingerprint };
+
+    if (body.stream) {
+      const sse = new SseWriter(reply);
+      const includeUsage = body.stream_options?.include_usage === true;
+      const chunk = (choices: ChatCompletionChunk['choices']): ChatCompletionChunk => ({
+        ...head,
+        object: 'chat.completion.chunk',
+        choices,
+        ...(includeUsage ? { usage: null } : {}),
+      });
+      for (let index = 0; index < n; index++) {
+        sse.data(
+          chunk([{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]),
+        );
+      }
+      for await (const { index, event } of choices) {
+        if (event.type === 'token') {
+          if (event.text === '' && !event.logprob) continue;
+          const logprobs = event.logprob ? { content: [toOpenAILogprob(event.logprob)] } : null;
+          sse.data(chunk([{ index, delta: { content: event.text }, logprobs, finish_reason: null }]));
+        } else if (event.type === 'finish') {
+          completionTokens += event.completionTokens;
+          if (event.text !== '') {
+            sse.data(chunk([{ index, delta: { content: event.text }, logprobs: null, finish_reason: null }]));
+          }
+          if (event.finishReason !== 'abort') {
+            sse.data(chunk([{ index, delta: {}, logprobs: null, finish_reason: event.finishReason }]));
+          }
+        } else {
+          sse.error(new ApiError('internal_error', event.message).toBody());
+        }
+      }
+      if (disconnected.signal.aborted) {
+        sse.close();
+        return undefined;
+      }
+      if (includeUsage) {
+        sse.data({ ...chunk([]), usage: usage(promptIds.length, completionTokens) });
+      }
+      sse.done();
+      return reply as never;
     }
+
+    const texts = new Array<string>(n).fill('');
+    const logprobs = Array.from({ length: n }, () => [] as ReturnType<typeof toOpenAILogprob>[]);
+    const finish = new Array<ChatCompletion['choices'][number]['finish_reason']>(n).fill(null);
     for await (const { index, event } of choices) {
       if (event.type === 'token') {
-        if (event.text === '' && !event.logprob) continue;
-        const logprobs = event.logprob ? { content: [toOpenAILogprob(event.logprob)] } : null;
-        sse.data(chunk([{ index, delta: { content: event.text }, logprobs, finish_reason: null }]));
+        texts[index] += event.text;
+        if (event.logprob) logprobs[index]!.push(toOpenAILogprob(event.logprob));
       } else if (event.type === 'finish') {
+        texts[index] += event.text;
         completionTokens += event.completionTokens;
-        if (event.text !== '') {
-          sse.data(chunk([{ index, delta: { content: event.text }, logprobs: null, finish_reason: null }]));
-        }
-        if (event.finishReason !== 'abort') {
-          sse.data(chunk([{ index, delta: {}, logprobs: null, finish_reason: event.finishReason }]));
-        }
+        finish[index] = event.finishReason === 'abort' ? null : event.finishReason;
       } else {
-        sse.error(new ApiError('internal_error', event.message).toBody());
+        throw new ApiError('internal_error', `generation failed: ${event.message}`);
       }
     }
-    if (disconnected.signal.aborted) {
-      sse.close();
-      return undefined;
-    }
-    if (includeUsage) {
-      sse.data({ ...chunk([]), usage: usage(promptIds.length, completionTokens) });
-    }
-    sse.done();
-    return reply as never;
+    return {
+      ...head,
+      object: 'chat.completion',
+      choices: texts.map((content, index) => ({
+        index,
+        message: { role: 'assistant', content, refusal: null },
+        logprobs: params.logprobs ? { content: logprobs[index]! } : null,
+        finish_reason: finish[index] ?? null,
+      })),
+      usage: usage(promptIds.length, completionTokens),
+    };
+  } finally {
+    // The estimate charged at admission is replaced by what was really used, however the request ended.
+    void quota.recordTokens(promptIds.length + completionTokens);
   }
-
-  const texts = new Array<string>(n).fill('');
-  const logprobs = Array.from({ length: n }, () => [] as ReturnType<typeof toOpenAILogprob>[]);
-  const finish = new Array<ChatCompletion['choices'][number]['finish_reason']>(n).fill(null);
-  for await (const { index, event } of choices) {
-    if (event.type === 'token') {
-      texts[index] += event.text;
-      if (event.logprob) logprobs[index]!.push(toOpenAILogprob(event.logprob));
-    } else if (event.type === 'finish') {
-      texts[index] += event.text;
-      completionTokens += event.completionTokens;
-      finish[index] = event.finishReason === 'abort' ? null : event.finishReason;
-    } else {
-      throw new ApiError('internal_error', `generation failed: ${event.message}`);
-    }
-  }
-  return {
-    ...head,
-    object: 'chat.completion',
-    choices: texts.map((content, index) => ({
-      index,
-      message: { role: 'assistant', content, refusal: null },
-      logprobs: params.logprobs ? { content: logprobs[index]! } : null,
-      finish_reason: finish[index] ?? null,
-    })),
-    usage: usage(promptIds.length, completionTokens),
-  };
 }
 
 function usage(prompt: number, completion: number) {

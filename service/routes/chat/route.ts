@@ -20,6 +20,6 @@ export const chatRoute: FastifyPluginAsyncTypebox<{ ctx: RouteContext }> = async
         },
       },
     },
-    (request, reply) => chatCompletion(ctx, request.body, reply),
+    (request, reply) => chatCompletion(ctx, request, request.body, reply),
   );
 };

@@ -19,6 +19,6 @@ export const completionsRoute: FastifyPluginAsyncTypebox<{ ctx: RouteContext }> 
         },
       },
     },
-    (request, reply) => completion(ctx, request.body, reply),
+    (request, reply) => completion(ctx, request, request.body, reply),
   );
 };

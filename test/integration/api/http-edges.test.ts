@@ -17,6 +17,8 @@ const PROMPT_MS = 1_000; // an answer that needs no body or generation should co
 let t: TestApp;
 let port: number;
 let base: string;
+/** A valid credential, so each test reaches the check it is about rather than the 401 before it. */
+let authorization: string;
 
 beforeAll(async () => {
   t = await startApp({
@@ -28,6 +30,7 @@ beforeAll(async () => {
   });
   base = await t.app.listen({ host: '127.0.0.1', port: 0 });
   port = Number(new URL(base).port);
+  authorization = (await t.auth()).authorization;
 });
 
 afterAll(async () => stopApp(t));
@@ -138,14 +141,15 @@ function headerGetter(headers: Record<string, string>) {
 }
 
 async function fetchError(path: string, init: RequestInit, expected: { status: number; code: string }) {
-  const response = await fetch(`${base}${path}`, init);
+  const response = await fetch(`${base}${path}`, { ...init, headers: { authorization, ...init.headers } });
   const body = await response.text();
   expectOpenAIError(response.status, response.headers, body, expected);
   return { response, error: JSON.parse(body).error };
 }
 
 const chatHead = (headers: string) =>
-  `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n${headers}`;
+  'POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n' +
+  `Authorization: ${authorization}\r\n${headers}`;
 
 describe('request bodies', () => {
   it('413 for a Content-Length over the limit, answered before any of the body is sent', async () => {

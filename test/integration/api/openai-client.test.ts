@@ -15,7 +15,7 @@ let noEos: Record<string, number>;
 beforeAll(async () => {
   t = await startApp({ CHATMIRROR_LIMITS_MAX_N: '4' });
   const address = await t.app.listen({ host: '127.0.0.1', port: 0 });
-  client = new OpenAI({ baseURL: `${address}/v1`, apiKey: 'not-needed-yet', maxRetries: 0 });
+  client = new OpenAI({ baseURL: `${address}/v1`, apiKey: await t.token(), maxRetries: 0 });
   model = t.engine.info.name;
   noEos = Object.fromEntries(t.engine.info.eosTokenIds.map((id) => [String(id), -100]));
 });
@@ -202,5 +202,44 @@ describe('openai SDK: errors raise the classes OpenAI would', () => {
     expect(err).toBeInstanceOf(OpenAI.NotFoundError);
     expect(err.code).toBe('model_not_found');
     await expect(client.models.retrieve('gpt-9')).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+  });
+});
+
+describe('openai SDK: credentials and quotas', () => {
+  const clientWith = (apiKey: string) => new OpenAI({ baseURL: client.baseURL, apiKey, maxRetries: 0 });
+
+  it('AuthenticationError for a missing or forged credential, with a Bearer challenge', async () => {
+    const err = await clientWith('cmk_nobody_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA')
+      .chat.completions.create({ model, messages })
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(OpenAI.AuthenticationError);
+    expect(err.code).toBe('invalid_api_key');
+    expect(err.headers.get('www-authenticate')).toMatch(/^Bearer realm="chatmirror"/);
+    const forged = `${(await t.token()).slice(0, -4)}AAAA`;
+    await expect(clientWith(forged).models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+  });
+
+  it('PermissionDeniedError for a token without the route’s scope', async () => {
+    const readOnly = clientWith(await t.token({ scopes: ['models:read'] }));
+    expect((await readOnly.models.list()).data.length).toBeGreaterThan(0);
+    const err = await readOnly.chat.completions.create({ model, messages }).catch((e) => e);
+    expect(err).toBeInstanceOf(OpenAI.PermissionDeniedError);
+    expect(err.code).toBe('insufficient_scope');
+    expect(err.headers.get('www-authenticate')).toContain('scope="chat"');
+  });
+
+  it('RateLimitError once a subject’s requests per minute are spent, with OpenAI’s headers', async () => {
+    const limited = clientWith(await t.token({ subject: 'rpm-2', limits: { requestsPerMinute: 2 } }));
+    const ok = await limited.chat.completions.create({ model, messages, max_tokens: 2 }).withResponse();
+    expect(ok.response.headers.get('x-ratelimit-limit-requests')).toBe('2');
+    expect(ok.response.headers.get('x-ratelimit-remaining-requests')).toBe('1');
+    await limited.chat.completions.create({ model, messages, max_tokens: 2 });
+    const err = await limited.chat.completions.create({ model, messages, max_tokens: 2 }).catch((e) => e);
+    expect(err).toBeInstanceOf(OpenAI.RateLimitError);
+    expect(err.code).toBe('rate_limit_exceeded');
+    expect(Number(err.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(err.headers.get('x-ratelimit-remaining-requests')).toBe('0');
+    // Another subject is not affected.
+    await expect(client.chat.completions.create({ model, messages, max_tokens: 2 })).resolves.toBeTruthy();
   });
 });

@@ -10,7 +10,7 @@ let noEos: Record<string, number>;
 beforeAll(async () => {
   t = await startApp({}, { maxBatchSize: 1, maxQueue: 1 });
   base = await t.app.listen({ host: '127.0.0.1', port: 0 });
-  client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'x', maxRetries: 0 });
+  client = new OpenAI({ baseURL: `${base}/v1`, apiKey: await t.token(), maxRetries: 0 });
   noEos = Object.fromEntries(t.engine.info.eosTokenIds.map((id) => [String(id), -100]));
 });
 
@@ -45,7 +45,7 @@ describe('overload and disconnects', () => {
     const controller = new AbortController();
     const response = await fetch(`${base}/v1/chat/completions`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...(await t.auth()) },
       body: JSON.stringify({ ...body(400), model, logit_bias: noEos, stream: true }),
       signal: controller.signal,
     });

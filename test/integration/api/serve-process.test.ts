@@ -101,6 +101,9 @@ interface HttpsResult {
 }
 
 /** One request on its own connection; `ca` undefined means Node's default trust store only. */
+/** The development token the banner printed; every request carries it, as a user following the banner would. */
+let devToken: string | undefined;
+
 function httpsRequest(
   url: string,
   options: { ca?: Buffer; body?: unknown; onData?: (text: string) => void; timeoutMs?: number },
@@ -113,7 +116,10 @@ function httpsRequest(
         method: payload === undefined ? 'GET' : 'POST',
         agent: false,
         ...(options.ca === undefined ? {} : { ca: options.ca }),
-        headers: payload === undefined ? {} : { 'content-type': 'application/json' },
+        headers: {
+          ...(payload === undefined ? {} : { 'content-type': 'application/json' }),
+          ...(devToken === undefined ? {} : { authorization: `Bearer ${devToken}` }),
+        },
         timeout: options.timeoutMs ?? 30_000,
       },
       (res) => {
@@ -231,13 +237,14 @@ describe('serve over HTTPS with the development certificate', () => {
     });
     const banner = await waitForOutput(
       serve,
-      /chatmirror: serving (\S+) at (https:\/\/\S+)\n[\s\S]*?self-signed development certificate: (\S+)/,
+      /chatmirror: serving (\S+) at (https:\/\/\S+)\n[\s\S]*?self-signed development certificate: (\S+)[\s\S]*?export CHATMIRROR_TOKEN=(\S+)/,
       STARTUP_TIMEOUT_MS,
     );
     modelId = banner[1]!;
     base = new URL(banner[2]!);
     expect(banner[3]!.startsWith(join(cache, 'dev-tls'))).toBe(true);
     ca = readFileSync(banner[3]!);
+    devToken = banner[4]!;
   }, STARTUP_TIMEOUT_MS + 10_000);
 
   it('answers a chat completion to a client trusting only the printed certificate', async () => {

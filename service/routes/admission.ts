@@ -1,0 +1,28 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { QuotaManager } from '../security/quotas/quota-manager.js';
+
+/**
+ * The quota key of whoever made the request. Credential kinds get their own namespace, since an API key's id
+ * could equal some JWT's `sub`; on a route the operator made public, the client address stands in.
+ */
+export function quotaSubject(request: FastifyRequest): string {
+  const p = request.principal;
+  return p ? `${p.kind}:${p.subject}` : `ip:${request.ip}`;
+}
+
+/**
+ * Charges a generation request to its subject before the engine sees it: throws the 429 when a quota is spent,
+ * otherwise puts the x-ratelimit-* headers on the response and frees the concurrency slot when the response
+ * ends, however it ends (finish, error or client disconnect). The caller charges the real tokens at the end.
+ */
+export async function admit(
+  quotas: QuotaManager,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  estimatedTokens: number,
+) {
+  const admission = await quotas.admit(quotaSubject(request), request.principal?.limits, estimatedTokens);
+  reply.headers(admission.headers);
+  reply.raw.once('close', () => void admission.release());
+  return admission;
+}

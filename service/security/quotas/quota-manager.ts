@@ -1,0 +1,258 @@
+/**
+ * Per-subject quotas, as OpenAI applies them: requests per minute, tokens per minute (prompt + completion) and
+ * requests in flight. `admit` is called once a request is authenticated and before the engine is asked; it
+ * refuses with 429 `rate_limit_exceeded` (Retry-After and OpenAI's six x-ratelimit-* headers) or returns an
+ * `Admission` whose headers go on the response and whose `recordTokens`/`release` are called when it ends.
+ *
+ * Tokens are charged twice: an estimate up front (prompt tokens + n × max_tokens, so a request that may overrun
+ * the budget is refused before it runs, as OpenAI does), then corrected to the real usage by `recordTokens`.
+ * Charging only the prompt up front would let many concurrent long completions overspend the budget many times.
+ *
+ * A limit of 0 means "no limit" for that dimension, and its headers are left out (there is nothing to count
+ * down). An operator who wants a subject to have no access removes its key or scope instead.
+ */
+import type { SubjectLimits } from '../../config/schema.js';
+import { ApiError } from '../../errors.js';
+import type { BucketHit, BucketState, ConsumeResult, QuotaStore } from './store.js';
+
+/** Every rate is per minute. */
+export const QUOTA_WINDOW_MS = 60_000; // 1 minute
+/** A concurrency slot held by a replica that died frees itself after this long. */
+export const DEFAULT_SLOT_TTL_MS = 30_000; // 30 seconds
+/** Slots of running requests are renewed this many times per TTL, so a late timer never loses one. */
+const RENEWALS_PER_TTL = 3;
+/** Retry-After for a concurrency refusal: a slot frees when some request ends, which cannot be predicted. */
+export const CONCURRENCY_RETRY_AFTER_SECONDS = 1;
+
+export type QuotaLimits = Required<SubjectLimits>;
+
+export interface QuotaManagerOptions {
+  slotTtlMs?: number;
+  /** A failed slot renewal (Redis briefly unreachable); the request goes on. */
+  onBackgroundError?: (err: unknown) => void;
+}
+
+export interface Admission {
+  /** x-ratelimit-* headers as of this admission, for the response (streamed or not). */
+  readonly headers: Record<string, string>;
+  /**
+   * Replaces the up-front estimate with the real prompt + completion tokens (usage.total_tokens, all choices).
+   * Only the first call counts.
+   */
+  recordTokens(actual: number): Promise<void>;
+  /** Frees the concurrency slot; call once the response ends, however it ends. Only the first call counts. */
+  release(): Promise<void>;
+}
+
+interface Keys {
+  requests: string;
+  tokens: string;
+  concurrent: string;
+}
+
+export class QuotaManager {
+  readonly #store: QuotaStore;
+  readonly #defaults: QuotaLimits;
+  readonly #slotTtlMs: number;
+  readonly #onBackgroundError: (err: unknown) => void;
+  /** Renewal timers of admitted requests still holding a slot, cleared on close. */
+  readonly #renewals = new Set<NodeJS.Timeout>();
+
+  constructor(store: QuotaStore, defaults: QuotaLimits, options: QuotaManagerOptions = {}) {
+    for (const [name, value] of Object.entries(defaults)) {
+      if (!Number.isSafeInteger(value) || value < 0)
+        throw new RangeError(`quotas.default.${name} must be a non-negative integer, got ${value}`);
+    }
+    this.#store = store;
+    this.#defaults = { ...defaults };
+    this.#slotTtlMs = options.slotTtlMs ?? DEFAULT_SLOT_TTL_MS;
+    this.#onBackgroundError = options.onBackgroundError ?? (() => {});
+  }
+
+  /** The subject's own limits (from its key or token), field by field over the configured defaults. */
+  limitsFor(own?: SubjectLimits): QuotaLimits {
+    return {
+      requestsPerMinute: own?.requestsPerMinute ?? this.#defaults.requestsPerMinute,
+      tokensPerMinute: own?.tokensPerMinute ?? this.#defaults.tokensPerMinute,
+      concurrentRequests: own?.concurrentRequests ?? this.#defaults.concurrentRequests,
+    };
+  }
+
+  /**
+   * Admits one request of `subject` that may use `estimatedTokens` (prompt + n × max_tokens), or throws
+   * ApiError('rate_limit_exceeded'). `subject` must be unique across credential kinds (e.g. `key:<id>`,
+   * `jwt:<sub>`).
+   */
+  async admit(subject: string, own: SubjectLimits | undefined, estimatedTokens: number): Promise<Admission> {
+    if (!Number.isFinite(estimatedTokens) || estimatedTokens < 0)
+      throw new RangeError(`estimatedTokens must be a non-negative number, got ${estimatedTokens}`);
+    const limits = this.limitsFor(own);
+    const estimate = Math.ceil(estimatedTokens);
+    const keys = keysFor(subject);
+    const requestHit =
+      limits.requestsPerMinute > 0 ? bucket(keys.requests, limits.requestsPerMinute, 1) : null;
+    const tokenHit =
+      limits.tokensPerMinute > 0 ? bucket(keys.tokens, limits.tokensPerMinute, estimate) : null;
+    const hits = [requestHit, tokenHit].filter((hit) => hit !== null);
+
+    if (tokenHit && estimate > tokenHit.limit) {
+      throw new ApiError(
+        'rate_limit_exceeded',
+        `Request too large on tokens per min (TPM): Limit ${tokenHit.limit}, Requested ${estimate} ` +
+          '(prompt + max_tokens). Lower max_tokens or shorten the prompt.',
+        null,
+        // No Retry-After: waiting would not help.
+        await this.#currentHeaders(requestHit, tokenHit),
+      );
+    }
+
+    let slot: string | null = null;
+    if (limits.concurrentRequests > 0) {
+      slot = await this.#store.acquireSlot(keys.concurrent, limits.concurrentRequests, this.#slotTtlMs);
+      if (slot === null) {
+        throw new ApiError(
+          'rate_limit_exceeded',
+          `Too many concurrent requests: Limit ${limits.concurrentRequests} in flight. ` +
+            'Retry when one of them has finished.',
+          null,
+          {
+            'retry-after': String(CONCURRENCY_RETRY_AFTER_SECONDS),
+            ...(await this.#currentHeaders(requestHit, tokenHit)),
+          },
+        );
+      }
+    }
+
+    const freeSlot = async () => {
+      if (slot !== null) await this.#store.releaseSlot(keys.concurrent, slot);
+    };
+    let result: ConsumeResult;
+    try {
+      result = await this.#store.consume(hits);
+    } catch (err) {
+      await freeSlot().catch(() => {});
+      throw err;
+    }
+    const requests = requestHit ? result.buckets[0] : undefined;
+    const tokens = tokenHit ? result.buckets[requestHit ? 1 : 0] : undefined;
+    if (!result.allowed) {
+      await freeSlot();
+      throw refusal(requestHit, requests, tokenHit, tokens);
+    }
+
+    const renewal = slot === null ? undefined : this.#startRenewal(keys.concurrent, slot);
+    let recorded = false;
+    let released = false;
+    return {
+      headers: rateLimitHeaders(requests, tokens),
+      recordTokens: async (actual: number) => {
+        if (!Number.isFinite(actual) || actual < 0)
+          throw new RangeError(`actual tokens must be a non-negative number, got ${actual}`);
+        if (recorded || !tokenHit) return;
+        recorded = true;
+        const correction = Math.ceil(actual) - estimate;
+        if (correction !== 0) await this.#store.adjust({ ...tokenHit, cost: correction });
+      },
+      release: async () => {
+        if (released) return;
+        released = true;
+        if (renewal) {
+          clearInterval(renewal);
+          this.#renewals.delete(renewal);
+        }
+        await freeSlot();
+      },
+    };
+  }
+
+  /** Stops slot renewals and closes the store. */
+  async close(): Promise<void> {
+    for (const timer of this.#renewals) clearInterval(timer);
+    this.#renewals.clear();
+    await this.#store.close();
+  }
+
+  /** A slot outlives its TTL only while its request runs: renew it until `release`. */
+  #startRenewal(key: string, slot: string): NodeJS.Timeout {
+    const timer = setInterval(
+      () => {
+        this.#store.renewSlot(key, slot, this.#slotTtlMs).catch(this.#onBackgroundError);
+      },
+      Math.max(1, Math.floor(this.#slotTtlMs / RENEWALS_PER_TTL)),
+    );
+    timer.unref();
+    this.#renewals.add(timer);
+    return timer;
+  }
+
+  /** The headers as the buckets stand, charging nothing (for refusals that are not about the rates). */
+  async #currentHeaders(requestHit: BucketHit | null, tokenHit: BucketHit | null) {
+    const peeks = [requestHit, tokenHit].filter((hit) => hit !== null).map((hit) => ({ ...hit, cost: 0 }));
+    const { buckets } = await this.#store.consume(peeks);
+    return rateLimitHeaders(requestHit ? buckets[0] : undefined, tokenHit ? buckets.at(-1) : undefined);
+  }
+}
+
+function keysFor(subject: string): Keys {
+  // The braces make a Redis Cluster hash tag: one subject's keys share a slot, as a multi-key script needs.
+  const tag = `{${subject}}`;
+  return { requests: `${tag}:requests`, tokens: `${tag}:tokens`, concurrent: `${tag}:concurrent` };
+}
+
+function bucket(key: string, limit: number, cost: number): BucketHit {
+  return { key, limit, windowMs: QUOTA_WINDOW_MS, cost };
+}
+
+function refusal(
+  requestHit: BucketHit | null,
+  requests: BucketState | undefined,
+  tokenHit: BucketHit | null,
+  tokens: BucketState | undefined,
+): ApiError {
+  const refused = [
+    { hit: requestHit, state: requests, name: 'requests per min (RPM)' },
+    { hit: tokenHit, state: tokens, name: 'tokens per min (TPM)' },
+  ].filter((b) => b.hit !== null && b.state !== undefined && b.state.retryAfterMs > 0);
+  const waitMs = Math.max(...refused.map((b) => b.state!.retryAfterMs));
+  const { hit, state, name } = refused[0]!;
+  return new ApiError(
+    'rate_limit_exceeded',
+    `Rate limit reached on ${name}: Limit ${hit!.limit}, Used ${hit!.limit - state!.remaining}, ` +
+      `Requested ${hit!.cost}. Please try again in ${formatDuration(waitMs)}.`,
+    null,
+    {
+      'retry-after': String(Math.max(1, Math.ceil(waitMs / 1000))),
+      // The openai SDKs prefer this to Retry-After's whole seconds.
+      'retry-after-ms': String(waitMs),
+      ...rateLimitHeaders(requests, tokens),
+    },
+  );
+}
+
+/** OpenAI's x-ratelimit-* headers; a dimension without a limit has none. */
+export function rateLimitHeaders(requests?: BucketState, tokens?: BucketState): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (requests) headers['x-ratelimit-limit-requests'] = String(requests.limit);
+  if (tokens) headers['x-ratelimit-limit-tokens'] = String(tokens.limit);
+  if (requests) headers['x-ratelimit-remaining-requests'] = String(requests.remaining);
+  if (tokens) headers['x-ratelimit-remaining-tokens'] = String(tokens.remaining);
+  if (requests) headers['x-ratelimit-reset-requests'] = formatDuration(requests.resetMs);
+  if (tokens) headers['x-ratelimit-reset-tokens'] = formatDuration(tokens.resetMs);
+  return headers;
+}
+
+/**
+ * A duration as OpenAI writes it in x-ratelimit-reset-* (Go's time.Duration format, to the millisecond):
+ * `0s`, `20ms`, `1s`, `8.64s`, `6m0s`, `1h2m3.5s`. Rounded up, so a client never retries too early.
+ */
+export function formatDuration(ms: number): string {
+  const total = Math.max(0, Math.ceil(ms));
+  if (total === 0) return '0s';
+  if (total < 1000) return `${total}ms`;
+  const hours = Math.floor(total / 3_600_000);
+  const minutes = Math.floor((total % 3_600_000) / 60_000);
+  const seconds = `${(total % 60_000) / 1000}s`;
+  if (hours > 0) return `${hours}h${minutes}m${seconds}`;
+  if (minutes > 0) return `${minutes}m${seconds}`;
+  return seconds;
+}

@@ -1,0 +1,100 @@
+/**
+ * A throwaway redis-server (Debian's `redis-server` package) for tests: on 127.0.0.1 and a free port, nothing
+ * persisted, its files in a temporary folder; stopped by `stopRedis`. The system service is never used.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const START_TIMEOUT_MS = 10_000; // 10 seconds
+const PORT_ATTEMPTS = 3;
+
+export interface TestRedis {
+  url: string;
+  process: ChildProcess;
+  dir: string;
+}
+
+/** A port nothing listens on right now; redis-server cannot pick its own (`--port 0` turns TCP off). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  if (typeof address !== 'object' || address === null) throw new Error('no port');
+  return address.port;
+}
+
+async function startOnce(port: number, dir: string): Promise<ChildProcess> {
+  const args = ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no'];
+  const child = spawn('redis-server', [...args, '--dir', dir, '--daemonize', 'no'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`redis-server did not start within ${START_TIMEOUT_MS} ms:\n${output}`));
+    }, START_TIMEOUT_MS);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes('Ready to accept connections')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(
+        err.code === 'ENOENT'
+          ? new Error('redis-server is not installed: apt-get install -y redis-server')
+          : err,
+      );
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`redis-server exited with ${code}:\n${output}`));
+    });
+  });
+  child.stdout!.removeAllListeners('data').resume();
+  child.stderr!.removeAllListeners('data').resume();
+  return child;
+}
+
+export async function startRedis(): Promise<TestRedis> {
+  const dir = await mkdtemp(join(tmpdir(), 'chatmirror-redis-'));
+  let lastError: unknown;
+  // Another process may take the port between freePort() and redis binding it: try a fresh one.
+  for (let attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
+    const port = await freePort();
+    try {
+      const child = await startOnce(port, dir);
+      return { url: `redis://127.0.0.1:${port}`, process: child, dir };
+    } catch (err) {
+      lastError = err;
+      if (err instanceof Error && err.message.includes('not installed')) break;
+    }
+  }
+  await rm(dir, { recursive: true, force: true });
+  throw lastError;
+}
+
+export async function stopRedis(redis: TestRedis | undefined): Promise<void> {
+  if (!redis) return;
+  const { process: child } = redis;
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    await exited;
+    clearTimeout(timer);
+  }
+  await rm(redis.dir, { recursive: true, force: true });
+}
