@@ -35,6 +35,7 @@ import { healthRoute } from './routes/health/route.js';
 import { modelsRoute } from './routes/models/route.js';
 import { type Authenticator, createAuthenticator } from './security/auth/credentials.js';
 import { authPlugin } from './security/auth/plugin.js';
+import { compileFilter } from './security/content-filter.js';
 import { registerSecurityHeaders } from './security/helmet.js';
 import { ipAllowlistPlugin, trustProxyFunction } from './security/network.js';
 import { MemoryStore } from './security/quotas/memory-store.js';
@@ -169,6 +170,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const ctx: RouteContext = {
     engine,
     quotas,
+    metrics,
+    filters: { prompt: compileFilter(config.filters.prompt), output: compileFilter(config.filters.output) },
+    logPrompts: config.log.prompts,
     modelId: config.models.id,
     aliases: config.models.aliases,
     defaults: config.models.defaults,

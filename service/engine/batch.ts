@@ -25,6 +25,8 @@ export class BatchScheduler {
     private readonly model: DecoderModel,
     private readonly maxBatchSize: number,
     private readonly emit: EmitEvents,
+    /** A sequence left the waiting queue and its prefill starts now (queue-time metrics). */
+    private readonly onScheduled: (id: number) => void = () => {},
   ) {
     this.cache = model.emptyCache(0);
   }
@@ -78,6 +80,7 @@ export class BatchScheduler {
       this.rows.length + joining.length < this.maxBatchSize
     ) {
       const seq = this.waiting.shift()!;
+      this.onScheduled(seq.id);
       const cache = await this.prefill(seq);
       if (cache) joining.push({ seq, cache });
       this.flush();

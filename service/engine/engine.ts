@@ -27,9 +27,17 @@ export const ENGINE_DEFAULTS = {
   maxQueue: 64,
 } as const;
 
+/** Callbacks for one generation that cannot travel to the worker inside the request. */
+export interface SubmitHooks {
+  /** The sequence left the queue: its prefill starts (time in queue ends here). */
+  onScheduled?: () => void;
+}
+
 interface Pending {
   channel: EventChannel<GenerationEvent>;
+  /** Scheduled by the worker (prefilling or decoding), as opposed to waiting in its queue. */
   started: boolean;
+  hooks: SubmitHooks;
   /** Set when the caller cancels: tokens already on their way from the worker are dropped, not delivered. */
   cancelled: boolean;
   detach: () => void;
@@ -58,6 +66,7 @@ export class Engine {
   private readonly pending = new Map<number, Pending>();
   /** Decode steps so far and the rows they covered: decodedRows / decodeSteps is the mean batch size. */
   readonly counters = { decodeSteps: 0, decodedRows: 0, maxDecodeBatch: 0 };
+  private readonly decodeStepListeners = new Set<(rows: number) => void>();
   private nextId = 1;
   private failure: string | undefined;
   private closing = false;
@@ -135,6 +144,12 @@ export class Engine {
     return this.tokenizer.encode(text, true);
   }
 
+  /** Calls `listener` with the batch size of every decode step; returns the unsubscribe function. */
+  onDecodeStep(listener: (rows: number) => void): () => void {
+    this.decodeStepListeners.add(listener);
+    return () => this.decodeStepListeners.delete(listener);
+  }
+
   get healthy(): boolean {
     return this.failure === undefined && !this.closing;
   }
@@ -149,7 +164,11 @@ export class Engine {
    * Starts a generation, or throws at once: EngineOverloadedError when batch and queue are full, EngineError
    * for a prompt that does not fit the context. Aborting `signal` (or leaving the loop) ends it within a step.
    */
-  submit(request: GenerationRequest, signal?: AbortSignal): AsyncIterableIterator<GenerationEvent> {
+  submit(
+    request: GenerationRequest,
+    signal?: AbortSignal,
+    hooks: SubmitHooks = {},
+  ): AsyncIterableIterator<GenerationEvent> {
     if (this.failure !== undefined) throw new EngineError('engine_worker_failed', this.failure);
     if (this.closing) throw new EngineError('engine_closed', 'the engine is shutting down');
     checkParams(request.params);
@@ -179,6 +198,7 @@ export class Engine {
     this.pending.set(id, {
       channel,
       started: false,
+      hooks,
       cancelled: false,
       detach: () => signal?.removeEventListener('abort', onAbort),
     });
@@ -205,11 +225,20 @@ export class Engine {
       this.fail(`inference worker failed: ${msg.message}`);
       return;
     }
+    if (msg.type === 'scheduled') {
+      const p = this.pending.get(msg.id);
+      if (p && !p.started) {
+        p.started = true;
+        p.hooks.onScheduled?.();
+      }
+      return;
+    }
     if (msg.type !== 'events') return;
     if (msg.decodeRows > 0) {
       this.counters.decodeSteps++;
       this.counters.decodedRows += msg.decodeRows;
       this.counters.maxDecodeBatch = Math.max(this.counters.maxDecodeBatch, msg.decodeRows);
+      for (const listener of this.decodeStepListeners) listener(msg.decodeRows);
     }
     for (const [id, events] of msg.batch) {
       const p = this.pending.get(id);

@@ -35,6 +35,7 @@ export interface LoadedShape {
 export type FromWorker =
   | { type: 'ready'; shape: LoadedShape }
   | { type: 'init-error'; code: string; message: string }
+  | { type: 'scheduled'; id: number }
   | { type: 'events'; batch: [number, GenerationEvent[]][]; decodeRows: number };
 
 const port = parentPort!;
@@ -60,9 +61,12 @@ async function start(): Promise<void> {
     contextLength: init.contextLength,
     eosTokenIds: new Set(init.eosTokenIds),
   };
-  const scheduler = new BatchScheduler(model, init.maxBatchSize, (batch, decodeRows) => {
-    port.postMessage({ type: 'events', batch, decodeRows } satisfies FromWorker);
-  });
+  const scheduler = new BatchScheduler(
+    model,
+    init.maxBatchSize,
+    (batch, decodeRows) => port.postMessage({ type: 'events', batch, decodeRows } satisfies FromWorker),
+    (id) => port.postMessage({ type: 'scheduled', id } satisfies FromWorker),
+  );
   port.on('message', (msg: ToWorker) => {
     if (msg.type === 'submit') scheduler.submit(new Sequence(msg.id, msg.request, tokenizer, limits));
     else if (msg.type === 'cancel') scheduler.cancel(msg.id);

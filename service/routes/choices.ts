@@ -1,5 +1,5 @@
 import { EventChannel } from '../engine/event-channel.js';
-import { type Engine, EngineError, EngineOverloadedError } from '../engine/index.js';
+import { type Engine, EngineError, EngineOverloadedError, type SubmitHooks } from '../engine/index.js';
 import type { GenerationEvent, SamplingParams } from '../engine/types.js';
 import { ApiError } from '../errors.js';
 
@@ -26,10 +26,18 @@ export function engineErrorToApi(err: unknown, retryAfterSeconds: number): unkno
   return err;
 }
 
+export interface Choices {
+  /** Every choice's events, in arrival order. */
+  events: AsyncIterable<ChoiceEvent>;
+  /** Stops one choice (its output hit a deny-list entry); its stream ends with an abort finish. */
+  cancel(index: number): void;
+}
+
 /**
  * Starts `n` generations of one prompt (choice i uses seed + i, so choices differ yet stay reproducible) and
  * merges their events in arrival order. All n are admitted or none: if the engine refuses one, the others
- * are cancelled and the refusal is thrown before any response is written.
+ * are cancelled and the refusal is thrown before any response is written. `signal` (the client going away)
+ * stops them all; `cancel(i)` stops one.
  */
 export function startChoices(
   engine: Engine,
@@ -38,29 +46,32 @@ export function startChoices(
   n: number,
   signal: AbortSignal,
   retryAfterSeconds: number,
-): AsyncIterable<ChoiceEvent> {
-  const cancelAll = new AbortController();
-  const onAbort = () => cancelAll.abort();
-  signal.addEventListener('abort', onAbort, { once: true });
+  hooks: SubmitHooks = {},
+): Choices {
+  const controllers = Array.from({ length: n }, () => new AbortController());
+  const cancelAll = () => {
+    for (const c of controllers) c.abort();
+  };
+  signal.addEventListener('abort', cancelAll, { once: true });
   const streams: AsyncIterable<GenerationEvent>[] = [];
   try {
     for (let i = 0; i < n; i++) {
       const seed = params.seed === undefined ? undefined : params.seed + i;
-      streams.push(engine.submit({ promptIds, params: { ...params, seed } }, cancelAll.signal));
+      streams.push(engine.submit({ promptIds, params: { ...params, seed } }, controllers[i]!.signal, hooks));
     }
   } catch (err) {
-    cancelAll.abort();
-    signal.removeEventListener('abort', onAbort);
+    cancelAll();
+    signal.removeEventListener('abort', cancelAll);
     throw engineErrorToApi(err, retryAfterSeconds);
   }
-  const merged = new EventChannel<ChoiceEvent>(() => cancelAll.abort());
+  const merged = new EventChannel<ChoiceEvent>(cancelAll);
   let open = streams.length;
   streams.forEach(async (stream, index) => {
     for await (const event of stream) merged.push({ index, event });
     if (--open === 0) {
-      signal.removeEventListener('abort', onAbort);
+      signal.removeEventListener('abort', cancelAll);
       merged.end();
     }
   });
-  return merged;
+  return { events: merged, cancel: (index) => controllers[index]?.abort() };
 }

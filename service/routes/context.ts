@@ -1,5 +1,7 @@
 import type { Engine } from '../engine/index.js';
 import { ApiError } from '../errors.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { CompiledFilter } from '../security/content-filter.js';
 import type { QuotaManager } from '../security/quotas/quota-manager.js';
 import type { SamplingCaps, SamplingDefaults } from './generation-params.js';
 
@@ -11,6 +13,12 @@ export interface ModelAlias extends SamplingDefaults {
 export interface RouteContext {
   engine: Engine;
   quotas: QuotaManager;
+  /** Undefined when metrics are switched off. */
+  metrics: Metrics | undefined;
+  /** Deny-lists, compiled once: prompts matching `prompt` are refused; output matching `output` is stopped. */
+  filters: { prompt: CompiledFilter; output: CompiledFilter };
+  /** log.prompts: put prompt and completion text (secrets masked) in the completion log line. */
+  logPrompts: boolean;
   /** The id the model is served under. */
   modelId: string;
   /** Extra ids for the same model, each with its own sampling defaults. */

@@ -1,11 +1,13 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../service/app.js';
 import { loadConfig } from '../../service/config/load.js';
 import { SCOPES, type Scope, type SubjectLimits } from '../../service/config/schema.js';
 import { Engine, type EngineOptions } from '../../service/engine/index.js';
+import { loggerOptions } from '../../service/observability/logging.js';
 import { generateSigningKey, mintToken, writeKeySet } from '../../service/security/auth/keys.js';
 import { TINY_MODEL_DIR } from './model.js';
 
@@ -28,6 +30,8 @@ export interface TestApp {
 export async function startApp(
   env: Record<string, string> = {},
   engineOptions: EngineOptions = {},
+  /** Where the app's JSON log lines go (the production logger options); default: no logging. */
+  logStream?: Writable,
 ): Promise<TestApp> {
   const keyDir = await mkdtemp(join(tmpdir(), 'chatmirror-keys-'));
   const key = await generateSigningKey({ alg: 'EdDSA' });
@@ -50,7 +54,8 @@ export async function startApp(
     maxQueue: config.engine.maxQueue,
     ...engineOptions,
   });
-  const app = await buildApp({ config, engine });
+  const logger = logStream ? { ...loggerOptions(config), stream: logStream } : false;
+  const app = await buildApp({ config, engine, logger });
   const token: TestApp['token'] = (options = {}) =>
     mintToken({
       privateJwk: key.privateJwk,

@@ -4,10 +4,10 @@ import type { ChatMessage } from '../../engine/index.js';
 import type { TokenLogprob } from '../../engine/types.js';
 import { ApiError } from '../../errors.js';
 import { SseWriter } from '../../sse.js';
-import { admit } from '../admission.js';
-import { startChoices } from '../choices.js';
 import { checkPromptSize, type RouteContext, resolveModel } from '../context.js';
+import { startGeneration } from '../generation.js';
 import { toSamplingParams } from '../generation-params.js';
+import { checkPromptText } from '../prompt-checks.js';
 import {
   type ChatCompletion,
   type ChatCompletionChunk,
@@ -93,6 +93,10 @@ export async function chatCompletion(
   refuseUnsupported(body);
   const alias = resolveModel(ctx, body.model);
   const messages = toChatMessages(body, ctx.caps.maxMessages);
+  checkPromptText(
+    ctx,
+    messages.map((m, i) => ({ param: `messages[${i}].content`, text: m.content })),
+  );
   const promptIds = ctx.engine.encodeChat(messages);
   checkPromptSize(ctx, promptIds.length, 'messages');
   const { params, n } = toSamplingParams(body, alias, ctx.defaults, ctx.caps, {
@@ -102,100 +106,81 @@ export async function chatCompletion(
   });
   params.logprobs = body.logprobs === true;
   params.topLogprobs = body.top_logprobs ?? 0;
-  const quota = await admit(ctx.quotas, request, reply, promptIds.length + n * params.maxTokens);
-  let completionTokens = 0;
-  try {
-    // A client that goes away (mid-stream or while waiting for a full response) frees its batch slots.
-    const disconnected = new AbortController();
-    reply.raw.on('close', () => {
-      if (!reply.raw.writableFinished) disconnected.abort();
-    });
-    const choices = startChoices(
-      ctx.engine,
-      promptIds,
-      params,
-      n,
-      disconnected.signal,
-      ctx.caps.retryAfterSeconds,
-    );
-    const id = `chatcmpl-${randomUUID().replaceAll('-', '')}`;
-    const created = Math.floor(Date.now() / 1000);
-    const head = { id, created, model: body.model, system_fingerprint: ctx.fingerprint };
+  const run = await startGeneration(ctx, request, reply, {
+    model: body.model,
+    plans: [{ promptIds, params }],
+    n,
+    promptText: messages,
+  });
+  const head = {
+    id: `chatcmpl-${randomUUID().replaceAll('-', '')}`,
+    created: Math.floor(Date.now() / 1000),
+    model: body.model,
+    system_fingerprint: ctx.fingerprint,
+  };
+  const usage = () => ({
+    prompt_tokens: run.promptTokens,
+    completion_tokens: run.totals.completionTokens,
+    total_tokens: run.promptTokens + run.totals.completionTokens,
+  });
 
-    if (body.stream) {
-      const sse = new SseWriter(reply);
-      const includeUsage = body.stream_options?.include_usage === true;
-      const chunk = (choices: ChatCompletionChunk['choices']): ChatCompletionChunk => ({
-        ...head,
-        object: 'chat.completion.chunk',
-        choices,
-        ...(includeUsage ? { usage: null } : {}),
-      });
-      for (let index = 0; index < n; index++) {
-        sse.data(
-          chunk([{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]),
-        );
-      }
-      for await (const { index, event } of choices) {
-        if (event.type === 'token') {
-          if (event.text === '' && !event.logprob) continue;
-          const logprobs = event.logprob ? { content: [toOpenAILogprob(event.logprob)] } : null;
-          sse.data(chunk([{ index, delta: { content: event.text }, logprobs, finish_reason: null }]));
-        } else if (event.type === 'finish') {
-          completionTokens += event.completionTokens;
-          if (event.text !== '') {
-            sse.data(chunk([{ index, delta: { content: event.text }, logprobs: null, finish_reason: null }]));
-          }
-          if (event.finishReason !== 'abort') {
-            sse.data(chunk([{ index, delta: {}, logprobs: null, finish_reason: event.finishReason }]));
-          }
-        } else {
-          sse.error(new ApiError('internal_error', event.message).toBody());
-        }
-      }
-      if (disconnected.signal.aborted) {
-        sse.close();
-        return undefined;
-      }
-      if (includeUsage) {
-        sse.data({ ...chunk([]), usage: usage(promptIds.length, completionTokens) });
-      }
-      sse.done();
-      return reply as never;
-    }
-
-    const texts = new Array<string>(n).fill('');
-    const logprobs = Array.from({ length: n }, () => [] as ReturnType<typeof toOpenAILogprob>[]);
-    const finish = new Array<ChatCompletion['choices'][number]['finish_reason']>(n).fill(null);
-    for await (const { index, event } of choices) {
-      if (event.type === 'token') {
-        texts[index] += event.text;
-        if (event.logprob) logprobs[index]!.push(toOpenAILogprob(event.logprob));
-      } else if (event.type === 'finish') {
-        texts[index] += event.text;
-        completionTokens += event.completionTokens;
-        finish[index] = event.finishReason === 'abort' ? null : event.finishReason;
-      } else {
-        throw new ApiError('internal_error', `generation failed: ${event.message}`);
-      }
-    }
-    return {
+  if (body.stream) {
+    const sse = new SseWriter(reply);
+    const includeUsage = body.stream_options?.include_usage === true;
+    const chunk = (choices: ChatCompletionChunk['choices']): ChatCompletionChunk => ({
       ...head,
-      object: 'chat.completion',
-      choices: texts.map((content, index) => ({
-        index,
-        message: { role: 'assistant', content, refusal: null },
-        logprobs: params.logprobs ? { content: logprobs[index]! } : null,
-        finish_reason: finish[index] ?? null,
-      })),
-      usage: usage(promptIds.length, completionTokens),
-    };
-  } finally {
-    // The estimate charged at admission is replaced by what was really used, however the request ended.
-    void quota.recordTokens(promptIds.length + completionTokens);
+      object: 'chat.completion.chunk',
+      choices,
+      ...(includeUsage ? { usage: null } : {}),
+    });
+    for (let index = 0; index < n; index++) {
+      sse.data(
+        chunk([{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]),
+      );
+    }
+    for await (const update of run.updates) {
+      const { index } = update;
+      if (update.type === 'delta') {
+        const logprobs = params.logprobs
+          ? { content: update.logprobs.map((l) => toOpenAILogprob(l.logprob)) }
+          : null;
+        sse.data(chunk([{ index, delta: { content: update.text }, logprobs, finish_reason: null }]));
+      } else if (update.type === 'finish') {
+        if (update.reason !== null) {
+          sse.data(chunk([{ index, delta: {}, logprobs: null, finish_reason: update.reason }]));
+        }
+      } else {
+        sse.error(new ApiError('internal_error', update.message).toBody());
+      }
+    }
+    if (run.disconnected.aborted) {
+      sse.close();
+      return undefined;
+    }
+    if (includeUsage) sse.data({ ...chunk([]), usage: usage() });
+    sse.done();
+    return reply as never;
   }
-}
 
-function usage(prompt: number, completion: number) {
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  const texts = new Array<string>(n).fill('');
+  const logprobs = Array.from({ length: n }, () => [] as ReturnType<typeof toOpenAILogprob>[]);
+  for await (const update of run.updates) {
+    if (update.type === 'delta') {
+      texts[update.index] += update.text;
+      logprobs[update.index]!.push(...update.logprobs.map((l) => toOpenAILogprob(l.logprob)));
+    } else if (update.type === 'error') {
+      throw new ApiError('internal_error', `generation failed: ${update.message}`);
+    }
+  }
+  return {
+    ...head,
+    object: 'chat.completion',
+    choices: texts.map((content, index) => ({
+      index,
+      message: { role: 'assistant', content, refusal: null },
+      logprobs: params.logprobs ? { content: logprobs[index]! } : null,
+      finish_reason: run.totals.finishReasons[index] ?? null,
+    })),
+    usage: usage(),
+  };
 }

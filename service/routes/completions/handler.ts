@@ -3,10 +3,10 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { TokenLogprob } from '../../engine/types.js';
 import { ApiError } from '../../errors.js';
 import { SseWriter } from '../../sse.js';
-import { admit } from '../admission.js';
-import { type ChoiceEvent, startChoices } from '../choices.js';
 import { checkPromptSize, type RouteContext, resolveModel } from '../context.js';
+import { startGeneration } from '../generation.js';
 import { toSamplingParams } from '../generation-params.js';
+import { checkPromptText } from '../prompt-checks.js';
 import type { Completion, CompletionRequest } from './schema.js';
 
 type Logprobs = NonNullable<Completion['choices'][number]['logprobs']>;
@@ -63,11 +63,14 @@ export async function completion(
       'prompt',
     );
   }
-  const disconnected = new AbortController();
-  reply.raw.on('close', () => {
-    if (!reply.raw.writableFinished) disconnected.abort();
-  });
-
+  // Token-id prompts are checked as the text they stand for, so the deny-list cannot be sidestepped.
+  checkPromptText(
+    ctx,
+    prompts.map((ids, i) => ({
+      param: prompts.length > 1 ? `prompt[${i}]` : 'prompt',
+      text: ctx.engine.tokenizer.decode(ids),
+    })),
+  );
   // Validate every prompt before starting any, so a bad second prompt never leaves the first one running.
   const plans = prompts.map((promptIds) => {
     checkPromptSize(ctx, promptIds.length, 'prompt');
@@ -84,106 +87,75 @@ export async function completion(
   if (plans.length * n > ctx.caps.maxN) {
     throw new ApiError('invalid_request', `prompts × n must be at most ${ctx.caps.maxN}.`, 'n');
   }
-  const promptTokens = plans.reduce((sum, p) => sum + p.promptIds.length, 0);
-  const estimate = plans.reduce((sum, p) => sum + p.promptIds.length + n * p.params.maxTokens, 0);
-  const quota = await admit(ctx.quotas, request, reply, estimate);
-  let completionTokens = 0;
-  try {
-    return await generate();
-  } finally {
-    // The estimate charged at admission is replaced by what was really used, however the request ended.
-    void quota.recordTokens(promptTokens + completionTokens);
-  }
+  const run = await startGeneration(ctx, request, reply, {
+    model: body.model,
+    plans,
+    n,
+    promptText: body.prompt,
+  });
+  const head = {
+    id: `cmpl-${randomUUID().replaceAll('-', '')}`,
+    object: 'text_completion' as const,
+    created: Math.floor(Date.now() / 1000),
+    model: body.model,
+    system_fingerprint: ctx.fingerprint,
+  };
+  const usage = () => ({
+    prompt_tokens: run.promptTokens,
+    completion_tokens: run.totals.completionTokens,
+    total_tokens: run.promptTokens + run.totals.completionTokens,
+  });
+  const total = plans.length * n;
+  const emptyLogprobs = (): Logprobs => ({
+    tokens: [],
+    token_logprobs: [],
+    top_logprobs: [],
+    text_offset: [],
+  });
+  const texts = new Array<string>(total).fill('');
+  const logprobs: (Logprobs | null)[] = Array.from({ length: total }, () =>
+    body.logprobs != null ? emptyLogprobs() : null,
+  );
+  const sse = body.stream ? new SseWriter(reply) : undefined;
+  const includeUsage = body.stream_options?.include_usage === true;
+  const send = (choice: Completion['choices'][number]) =>
+    sse?.data({ ...head, choices: [choice], ...(includeUsage ? { usage: null } : {}) });
 
-  async function generate(): Promise<Completion | undefined> {
-    const streams: AsyncIterable<ChoiceEvent>[] = [];
-    try {
-      for (const { promptIds, params } of plans) {
-        streams.push(
-          startChoices(ctx.engine, promptIds, params, n, disconnected.signal, ctx.caps.retryAfterSeconds),
-        );
+  for await (const update of run.updates) {
+    const { index } = update;
+    if (update.type === 'delta') {
+      const own = body.logprobs != null ? emptyLogprobs() : null;
+      for (const { logprob, offset } of update.logprobs) {
+        appendLogprob(logprobs[index]!, logprob, offset);
+        appendLogprob(own!, logprob, offset);
       }
-    } catch (err) {
-      disconnected.abort();
-      throw err;
+      texts[index] += update.text;
+      send({ index, text: update.text, logprobs: own, finish_reason: null });
+    } else if (update.type === 'finish') {
+      if (update.reason !== null) send({ index, text: '', logprobs: null, finish_reason: update.reason });
+    } else {
+      const err = new ApiError('internal_error', `generation failed: ${update.message}`);
+      if (!sse) throw err;
+      sse.error(err.toBody());
     }
-
-    const id = `cmpl-${randomUUID().replaceAll('-', '')}`;
-    const head = {
-      id,
-      object: 'text_completion' as const,
-      created: Math.floor(Date.now() / 1000),
-      model: body.model,
-      system_fingerprint: ctx.fingerprint,
-    };
-    const total = plans.length * n;
-    const texts = new Array<string>(total).fill('');
-    const logprobs: (Logprobs | null)[] = Array.from({ length: total }, () =>
-      body.logprobs != null ? { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] } : null,
-    );
-    const finish = new Array<Completion['choices'][number]['finish_reason']>(total).fill(null);
-    const sse = body.stream ? new SseWriter(reply) : undefined;
-    const includeUsage = body.stream_options?.include_usage === true;
-
-    await Promise.all(
-      streams.map(async (stream, p) => {
-        for await (const { index: i, event } of stream) {
-          const index = p * n + i;
-          if (event.type === 'token' || (event.type === 'finish' && event.text !== '')) {
-            const lp = event.type === 'token' ? event.logprob : undefined;
-            const single = lp ? { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] } : null;
-            if (lp) appendLogprob(single!, lp, texts[index]!.length);
-            if (lp) appendLogprob(logprobs[index]!, lp, texts[index]!.length);
-            texts[index] += event.text;
-            if (sse && (event.text !== '' || lp)) {
-              sse.data({
-                ...head,
-                choices: [{ index, text: event.text, logprobs: single, finish_reason: null }],
-                ...(includeUsage ? { usage: null } : {}),
-              });
-            }
-          }
-          if (event.type === 'finish') {
-            completionTokens += event.completionTokens;
-            finish[index] = event.finishReason === 'abort' ? null : event.finishReason;
-            if (sse && finish[index]) {
-              sse.data({
-                ...head,
-                choices: [{ index, text: '', logprobs: null, finish_reason: finish[index] }],
-                ...(includeUsage ? { usage: null } : {}),
-              });
-            }
-          } else if (event.type === 'error') {
-            const err = new ApiError('internal_error', `generation failed: ${event.message}`);
-            if (!sse) throw err;
-            sse.error(err.toBody());
-          }
-        }
-      }),
-    );
-    const usage = {
-      prompt_tokens: promptTokens,
-      completion_tokens: completionTokens,
-      total_tokens: promptTokens + completionTokens,
-    };
-    if (sse) {
-      if (disconnected.signal.aborted) {
-        sse.close();
-        return undefined;
-      }
-      if (includeUsage) sse.data({ ...head, choices: [], usage });
-      sse.done();
-      return reply as never;
-    }
-    return {
-      ...head,
-      choices: texts.map((text, index) => ({
-        index,
-        text,
-        logprobs: logprobs[index] ?? null,
-        finish_reason: finish[index] ?? null,
-      })),
-      usage,
-    };
   }
+  if (sse) {
+    if (run.disconnected.aborted) {
+      sse.close();
+      return undefined;
+    }
+    if (includeUsage) sse.data({ ...head, choices: [], usage: usage() });
+    sse.done();
+    return reply as never;
+  }
+  return {
+    ...head,
+    choices: texts.map((text, index) => ({
+      index,
+      text,
+      logprobs: logprobs[index] ?? null,
+      finish_reason: run.totals.finishReasons[index] ?? null,
+    })),
+    usage: usage(),
+  };
 }
