@@ -10,12 +10,8 @@ import type { EngineStats } from '../engine/types.js';
 /** What the metrics read from the engine: queue gauges at scrape time, decode-step batch sizes. */
 export interface EngineSource {
   stats(): EngineStats;
-  readonly counters: { readonly decodeSteps: number; readonly decodedRows: number };
-  /**
-   * Called with each decode step's batch size; returns an unsubscribe function. When the engine offers it the
-   * batch-size histogram is exact; without it each scrape spreads the steps since the last one at their mean.
-   */
-  onDecodeStep?(listener: (rows: number) => void): () => void;
+  /** Called with each decode step's batch size; returns an unsubscribe function. */
+  onDecodeStep(listener: (rows: number) => void): () => void;
 }
 
 export interface MetricsOptions {
@@ -99,24 +95,13 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     new Counter<L>({ name, help, labelNames, registers });
 
   const httpLabels: HttpLabels[] = ['method', 'route', 'status'];
-  let unsubscribe: (() => void) | undefined;
-  let lastCounters = engine ? { ...engine.counters } : undefined;
   const batchSize = new Histogram({
     name: 'chatmirror_batch_size',
     help: 'Sequences decoded together per decode step.',
     buckets: BATCH_SIZE_BUCKETS,
     registers,
-    collect() {
-      // Without a per-step signal: the steps since the last scrape, each counted at their mean size.
-      if (!engine || unsubscribe || !lastCounters) return;
-      const { decodeSteps, decodedRows } = engine.counters;
-      const steps = decodeSteps - lastCounters.decodeSteps;
-      const rows = decodedRows - lastCounters.decodedRows;
-      lastCounters = { decodeSteps, decodedRows };
-      for (let i = 0; i < steps; i++) this.observe(rows / steps);
-    },
   });
-  if (engine?.onDecodeStep) unsubscribe = engine.onDecodeStep((rows) => batchSize.observe(rows));
+  const unsubscribe = engine?.onDecodeStep((rows) => batchSize.observe(rows));
 
   const metrics: Metrics = {
     registry,
@@ -192,8 +177,6 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     scrape: () => registry.metrics(),
     close() {
       unsubscribe?.();
-      unsubscribe = undefined;
-      lastCounters = undefined;
     },
   };
   return metrics;

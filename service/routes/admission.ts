@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { QuotaManager } from '../security/quotas/quota-manager.js';
+import type { Metrics } from '../observability/metrics.js';
+import { QuotaExceededError, type QuotaManager } from '../security/quotas/quota-manager.js';
 
 /**
  * The quota key of whoever made the request. Credential kinds get their own namespace, since an API key's id
@@ -20,8 +21,14 @@ export async function admit(
   request: FastifyRequest,
   reply: FastifyReply,
   estimatedTokens: number,
+  metrics: Metrics | undefined,
 ) {
-  const admission = await quotas.admit(quotaSubject(request), request.principal?.limits, estimatedTokens);
+  const admission = await quotas
+    .admit(quotaSubject(request), request.principal?.limits, estimatedTokens)
+    .catch((err: unknown) => {
+      if (err instanceof QuotaExceededError) metrics?.rateLimited.inc({ reason: err.dimension });
+      throw err;
+    });
   reply.headers(admission.headers);
   reply.raw.once('close', () => void admission.release());
   return admission;

@@ -37,7 +37,7 @@ export async function startGeneration(
   const { plans, n, model } = options;
   const promptTokens = plans.reduce((sum, p) => sum + p.promptIds.length, 0);
   const estimate = plans.reduce((sum, p) => sum + p.promptIds.length + n * p.params.maxTokens, 0);
-  const quota = await admit(ctx.quotas, request, reply, estimate);
+  const quota = await admit(ctx.quotas, request, reply, estimate, ctx.metrics);
 
   // A client that goes away (mid-stream or while waiting for a full response) frees its batch slots.
   const disconnected = new AbortController();

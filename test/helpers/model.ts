@@ -2,8 +2,7 @@ import { fileURLToPath } from 'node:url';
 import type { SamplingParams } from '../../service/engine/types.js';
 
 /** The bundled Llama-architecture test model (made by test/fixtures/models/build.sh tiny). */
-export const TINY_MODEL_DIR =
-  process.env.TMP_MODEL_DIR ?? fileURLToPath(new URL('../fixtures/models/tiny-llama', import.meta.url));
+export const TINY_MODEL_DIR = fileURLToPath(new URL('../fixtures/models/tiny-llama', import.meta.url));
 
 /** Greedy decoding with nothing else switched on; tests override what they exercise. */
 export function params(overrides: Partial<SamplingParams> = {}): SamplingParams {

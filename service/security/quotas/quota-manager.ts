@@ -50,6 +50,20 @@ interface Keys {
   concurrent: string;
 }
 
+/** Which quota refused a request, for the rate-limited metric. */
+export type QuotaDimension = 'requests_per_minute' | 'tokens_per_minute' | 'concurrent_requests';
+
+/** A 429 that says which quota refused it. */
+export class QuotaExceededError extends ApiError {
+  constructor(
+    readonly dimension: QuotaDimension,
+    message: string,
+    headers: Record<string, string>,
+  ) {
+    super('rate_limit_exceeded', message, null, headers);
+  }
+}
+
 export class QuotaManager {
   readonly #store: QuotaStore;
   readonly #defaults: QuotaLimits;
@@ -96,11 +110,10 @@ export class QuotaManager {
     const hits = [requestHit, tokenHit].filter((hit) => hit !== null);
 
     if (tokenHit && estimate > tokenHit.limit) {
-      throw new ApiError(
-        'rate_limit_exceeded',
+      throw new QuotaExceededError(
+        'tokens_per_minute',
         `Request too large on tokens per min (TPM): Limit ${tokenHit.limit}, Requested ${estimate} ` +
           '(prompt + max_tokens). Lower max_tokens or shorten the prompt.',
-        null,
         // No Retry-After: waiting would not help.
         await this.#currentHeaders(requestHit, tokenHit),
       );
@@ -110,11 +123,10 @@ export class QuotaManager {
     if (limits.concurrentRequests > 0) {
       slot = await this.#store.acquireSlot(keys.concurrent, limits.concurrentRequests, this.#slotTtlMs);
       if (slot === null) {
-        throw new ApiError(
-          'rate_limit_exceeded',
+        throw new QuotaExceededError(
+          'concurrent_requests',
           `Too many concurrent requests: Limit ${limits.concurrentRequests} in flight. ` +
             'Retry when one of them has finished.',
-          null,
           {
             'retry-after': String(CONCURRENCY_RETRY_AFTER_SECONDS),
             ...(await this.#currentHeaders(requestHit, tokenHit)),
@@ -208,18 +220,22 @@ function refusal(
   requests: BucketState | undefined,
   tokenHit: BucketHit | null,
   tokens: BucketState | undefined,
-): ApiError {
+): QuotaExceededError {
   const refused = [
-    { hit: requestHit, state: requests, name: 'requests per min (RPM)' },
-    { hit: tokenHit, state: tokens, name: 'tokens per min (TPM)' },
+    {
+      hit: requestHit,
+      state: requests,
+      name: 'requests per min (RPM)',
+      dimension: 'requests_per_minute' as const,
+    },
+    { hit: tokenHit, state: tokens, name: 'tokens per min (TPM)', dimension: 'tokens_per_minute' as const },
   ].filter((b) => b.hit !== null && b.state !== undefined && b.state.retryAfterMs > 0);
   const waitMs = Math.max(...refused.map((b) => b.state!.retryAfterMs));
-  const { hit, state, name } = refused[0]!;
-  return new ApiError(
-    'rate_limit_exceeded',
+  const { hit, state, name, dimension } = refused[0]!;
+  return new QuotaExceededError(
+    dimension,
     `Rate limit reached on ${name}: Limit ${hit!.limit}, Used ${hit!.limit - state!.remaining}, ` +
       `Requested ${hit!.cost}. Please try again in ${formatDuration(waitMs)}.`,
-    null,
     {
       'retry-after': String(Math.max(1, Math.ceil(waitMs / 1000))),
       // The openai SDKs prefer this to Retry-After's whole seconds.

@@ -239,6 +239,9 @@ describe('openai SDK: credentials and quotas', () => {
     expect(err.code).toBe('rate_limit_exceeded');
     expect(Number(err.headers.get('retry-after'))).toBeGreaterThan(0);
     expect(err.headers.get('x-ratelimit-remaining-requests')).toBe('0');
+    expect(await t.app.metrics!.scrape()).toMatch(
+      /^chatmirror_rate_limited_total\{reason="requests_per_minute"\} 1$/m,
+    );
     // Another subject is not affected.
     await expect(client.chat.completions.create({ model, messages, max_tokens: 2 })).resolves.toBeTruthy();
   });

@@ -254,6 +254,8 @@ describe('serve over HTTPS with the development certificate', () => {
     });
     expect(r.status).toBe(200);
     expect(r.headers['content-type']).toMatch(/^application\/json/);
+    // Over TLS the browser-facing hardening includes HSTS.
+    expect(r.headers['strict-transport-security']).toMatch(/max-age=\d+/);
     const completion = JSON.parse(r.body);
     expect(completion).toMatchObject({ object: 'chat.completion', model: modelId });
     expect(completion.id).toMatch(/^chatcmpl-/);

@@ -64,8 +64,8 @@ async function histogramCount(metrics: Metrics, name: string, labels: Record<str
   };
 }
 
-function fakeEngine(): EngineSource & { counters: { decodeSteps: number; decodedRows: number } } {
-  return { stats: () => ({ running: 3, waiting: 5 }), counters: { decodeSteps: 0, decodedRows: 0 } };
+function fakeEngine(): EngineSource {
+  return { stats: () => ({ running: 3, waiting: 5 }), onDecodeStep: () => () => {} };
 }
 
 describe('createMetrics', () => {
@@ -132,20 +132,7 @@ describe('createMetrics', () => {
     expect(text).toMatch(/^chatmirror_requests_waiting 5$/m);
   });
 
-  it('without a per-step signal, spreads the decode steps since the last scrape at their mean', async () => {
-    const engine = fakeEngine();
-    const metrics = createMetrics({ engine });
-    engine.counters.decodeSteps = 4;
-    engine.counters.decodedRows = 12;
-    await metrics.scrape();
-    expect(await histogramCount(metrics, 'chatmirror_batch_size')).toEqual({ count: 4, sum: 12 });
-    engine.counters.decodeSteps = 5;
-    engine.counters.decodedRows = 13;
-    await metrics.scrape();
-    expect(await histogramCount(metrics, 'chatmirror_batch_size')).toEqual({ count: 5, sum: 13 });
-  });
-
-  it('with onDecodeStep, records every step exactly and stops on close', async () => {
+  it('records every decode step’s batch size and stops listening on close', async () => {
     let listener: ((rows: number) => void) | undefined;
     const engine: EngineSource = {
       ...fakeEngine(),
