@@ -8,12 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { Server as HttpServer } from 'node:http';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, {
-  type FastifyError,
-  type FastifyHttpOptions,
-  type FastifyInstance,
-  type FastifyReply,
-} from 'fastify';
+import Fastify, { type FastifyError, type FastifyHttpOptions, type FastifyInstance } from 'fastify';
 import type { Scope, ServiceConfig } from './config/schema.js';
 import type { Engine } from './engine/index.js';
 import { ApiError } from './errors.js';
