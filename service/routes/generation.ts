@@ -21,6 +21,8 @@ export interface Generation {
   promptTokens: number;
   /** Aborted when the client goes away: the handler then stops writing. */
   disconnected: AbortSignal;
+  /** OpenAI's usage object as of now (final once the updates are drained). */
+  usage(): { prompt_tokens: number; completion_tokens: number; total_tokens: number };
 }
 
 /**
@@ -113,5 +115,15 @@ export async function startGeneration(
       );
     }
   }
-  return { updates: settled(), totals, promptTokens, disconnected: disconnected.signal };
+  return {
+    updates: settled(),
+    totals,
+    promptTokens,
+    disconnected: disconnected.signal,
+    usage: () => ({
+      prompt_tokens: promptTokens,
+      completion_tokens: totals.completionTokens,
+      total_tokens: promptTokens + totals.completionTokens,
+    }),
+  };
 }

@@ -118,11 +118,6 @@ export async function chatCompletion(
     model: body.model,
     system_fingerprint: ctx.fingerprint,
   };
-  const usage = () => ({
-    prompt_tokens: run.promptTokens,
-    completion_tokens: run.totals.completionTokens,
-    total_tokens: run.promptTokens + run.totals.completionTokens,
-  });
 
   if (body.stream) {
     const sse = new SseWriter(reply);
@@ -157,7 +152,7 @@ export async function chatCompletion(
       sse.close();
       return undefined;
     }
-    if (includeUsage) sse.data({ ...chunk([]), usage: usage() });
+    if (includeUsage) sse.data({ ...chunk([]), usage: run.usage() });
     sse.done();
     return reply as never;
   }
@@ -181,6 +176,6 @@ export async function chatCompletion(
       logprobs: params.logprobs ? { content: logprobs[index]! } : null,
       finish_reason: run.totals.finishReasons[index] ?? null,
     })),
-    usage: usage(),
+    usage: run.usage(),
   };
 }

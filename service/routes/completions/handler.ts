@@ -100,11 +100,6 @@ export async function completion(
     model: body.model,
     system_fingerprint: ctx.fingerprint,
   };
-  const usage = () => ({
-    prompt_tokens: run.promptTokens,
-    completion_tokens: run.totals.completionTokens,
-    total_tokens: run.promptTokens + run.totals.completionTokens,
-  });
   const total = plans.length * n;
   const emptyLogprobs = (): Logprobs => ({
     tokens: [],
@@ -144,7 +139,7 @@ export async function completion(
       sse.close();
       return undefined;
     }
-    if (includeUsage) sse.data({ ...head, choices: [], usage: usage() });
+    if (includeUsage) sse.data({ ...head, choices: [], usage: run.usage() });
     sse.done();
     return reply as never;
   }
@@ -156,6 +151,6 @@ export async function completion(
       logprobs: logprobs[index] ?? null,
       finish_reason: run.totals.finishReasons[index] ?? null,
     })),
-    usage: usage(),
+    usage: run.usage(),
   };
 }
