@@ -171,10 +171,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     modelId: config.models.id,
     aliases: config.models.aliases,
     defaults: config.models.defaults,
-    caps: {
-      ...config.limits,
-      maxPromptTokens: config.limits.maxPromptTokens,
-    },
+    caps: config.limits,
     fingerprint: `fp_${engine.info.graphSha256.slice(0, 12)}`,
     loadedAt: Math.floor(Date.now() / 1000),
   };

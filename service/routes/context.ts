@@ -27,7 +27,7 @@ export interface RouteContext {
   defaults: SamplingDefaults;
   caps: SamplingCaps & {
     maxMessages: number;
-    maxPromptTokens: number | undefined;
+    maxPromptTokens?: number | undefined;
     retryAfterSeconds: number;
   };
   /** Identifies the model build and server version in responses (OpenAI's system_fingerprint). */
