@@ -143,6 +143,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const apiError = toApiError(err);
+    // Overload refusals come from two places (the early check and the engine); they are counted here, once.
+    if (apiError?.code === 'server_overloaded') metrics?.rateLimited.inc({ reason: 'server_overloaded' });
     if (apiError) return sendError(reply, apiError);
     request.log.error({ err }, 'unhandled error');
     return sendError(reply, new ApiError('internal_error', 'The server failed to handle the request.'));

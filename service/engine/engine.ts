@@ -154,6 +154,11 @@ export class Engine {
     return this.failure === undefined && !this.closing;
   }
 
+  /** Generations `submit` would still accept right now (batch slots + queue places left). */
+  capacityLeft(): number {
+    return Math.max(0, this.maxBatchSize + this.maxQueue - this.pending.size);
+  }
+
   stats(): EngineStats {
     let running = 0;
     for (const p of this.pending.values()) if (p.started) running++;

@@ -26,6 +26,18 @@ export function engineErrorToApi(err: unknown, retryAfterSeconds: number): unkno
   return err;
 }
 
+/**
+ * Refuses at once, before any tokenizing or templating, when the engine could not take `count` more
+ * generations: under overload the cheapest answer is the one that does the least work first. startChoices
+ * still checks for real (requests race between here and there).
+ */
+export function refuseWhenFull(engine: Engine, count: number, retryAfterSeconds: number): void {
+  if (engine.capacityLeft() < count) {
+    const { running, waiting } = engine.stats();
+    throw engineErrorToApi(new EngineOverloadedError(running, waiting), retryAfterSeconds);
+  }
+}
+
 export interface Choices {
   /** Every choice's events, in arrival order. */
   events: AsyncIterable<ChoiceEvent>;

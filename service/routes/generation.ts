@@ -61,9 +61,6 @@ export async function startGeneration(
     });
   } catch (err) {
     disconnected.abort();
-    if ((err as { code?: string }).code === 'server_overloaded') {
-      ctx.metrics?.rateLimited.inc({ reason: 'server_overloaded' });
-    }
     throw err;
   }
 

@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { TokenLogprob } from '../../engine/types.js';
 import { ApiError } from '../../errors.js';
 import { SseWriter } from '../../sse.js';
+import { refuseWhenFull } from '../choices.js';
 import { checkPromptSize, type RouteContext, resolveModel } from '../context.js';
 import { startGeneration } from '../generation.js';
 import { toSamplingParams } from '../generation-params.js';
@@ -54,6 +55,9 @@ export async function completion(
 ): Promise<Completion | undefined> {
   refuseUnsupported(body);
   const alias = resolveModel(ctx, body.model);
+  const promptCount =
+    Array.isArray(body.prompt) && typeof body.prompt[0] !== 'number' ? body.prompt.length : 1;
+  refuseWhenFull(ctx.engine, promptCount * (body.n ?? 1), ctx.caps.retryAfterSeconds);
   const prompts = promptsOf(ctx, body.prompt);
   const vocab = ctx.engine.info.vocabSize;
   if (prompts.some((ids) => ids.some((id) => id >= vocab))) {
