@@ -2,6 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { configReference } from '../../service/config/reference.js';
+import { stackConfigMarkdown } from '../../infra/reference.js';
 import { API_ERRORS } from '../../service/errors.js';
 
 const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
@@ -16,6 +17,10 @@ describe('README', () => {
 
   it('carries the configuration reference generated from the schema', () => {
     expect(readme).toContain(configReference());
+  });
+
+  it('carries the stack-config reference generated from the Pulumi config schema', () => {
+    expect(readme).toContain(stackConfigMarkdown());
   });
 
   it('documents every API error code with its status', () => {

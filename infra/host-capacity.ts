@@ -1,0 +1,116 @@
+/**
+ * HostCapacity: does the target host have what the stack needs? Local facts come from systeminformation; a
+ * remote host's from a probe over SSH (pinned host key) run as an invoke, so both fail the PREVIEW with a
+ * need-vs-have table — or only warn, when capacity.allowUndersized says so.
+ */
+import * as command from '@pulumi/command';
+import * as pulumi from '@pulumi/pulumi';
+import si from 'systeminformation';
+import {
+  type CapacityInputs,
+  type CapacityReport,
+  evaluateCapacity,
+  type HostFacts,
+} from './render/capacity.js';
+import { hostFactsScript, type SshTarget, sshCommandLine } from './render/ssh.js';
+
+export interface HostCapacityArgs {
+  inputs: CapacityInputs;
+  /** The target's facts: collectLocalFacts() for this machine, collectRemoteFacts() over SSH. */
+  facts: HostFacts;
+  allowUndersized: boolean;
+}
+
+/**
+ * Facts are gathered before the program plans anything (both collectors run during preview), so the check is
+ * plain code: an undersized host stops the program with the table before any resource exists.
+ */
+export class HostCapacity extends pulumi.ComponentResource {
+  readonly report: CapacityReport;
+  readonly facts: HostFacts;
+
+  constructor(name: string, args: HostCapacityArgs, opts: pulumi.ComponentResourceOptions = {}) {
+    super('chatmirror:index:HostCapacity', name, {}, opts);
+    if (args.inputs.modelBytes < 0)
+      throw new Error(`HostCapacity ${name}: args.inputs.modelBytes must be ≥ 0`);
+    if (!(args.facts.cpuCores > 0)) throw new Error(`HostCapacity ${name}: args.facts.cpuCores must be > 0`);
+    this.facts = args.facts;
+    this.report = evaluateCapacity(args.inputs, args.facts);
+    if (!this.report.ok) {
+      const message = `host is undersized for profile ${args.inputs.profile}:\n${this.report.table}`;
+      if (!args.allowUndersized)
+        throw new Error(
+          `${message}\nResize the host, lower the stack's limits, or set capacity.allowUndersized.`,
+        );
+      pulumi.log.warn(`${message}\n(capacity.allowUndersized is true: going on)`, this);
+    }
+    this.registerOutputs({ report: this.report.table, ok: this.report.ok });
+  }
+}
+
+/**
+ * A remote host's facts: the probe script over SSH with the pinned host key, as an invoke of @pulumi/command's
+ * local.run (not a resource), so it runs during preview as well as during up.
+ */
+export async function collectRemoteFacts(ssh: SshTarget, dockerDataPath: string): Promise<HostFacts> {
+  const result = await command.local.run({
+    command: sshCommandLine(ssh),
+    stdin: hostFactsScript(dockerDataPath),
+  });
+  return parseRemoteFacts(result.stdout);
+}
+
+/** The probe prints one JSON line; `gpus` is `|`-separated. */
+export function parseRemoteFacts(stdout: string): HostFacts {
+  const line = stdout.trim().split('\n').pop() ?? '';
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    throw new Error(`host facts probe printed no JSON: ${JSON.stringify(stdout.slice(0, 200))}`);
+  }
+  const num = (key: string) => {
+    const n = Number(raw[key]);
+    if (!Number.isFinite(n))
+      throw new Error(`host facts probe: ${key} is not a number (${JSON.stringify(raw[key])})`);
+    return n;
+  };
+  const gpus = String(raw.gpus ?? '');
+  const dockerVersion = String(raw.dockerVersion ?? '');
+  return {
+    cpuCores: num('cpuCores'),
+    memoryBytes: num('memoryBytes'),
+    diskFreeBytes: num('diskFreeBytes'),
+    diskPath: String(raw.diskPath ?? ''),
+    dockerVersion: dockerVersion === '' ? undefined : dockerVersion,
+    gpus: gpus === '' ? [] : gpus.split('|'),
+  };
+}
+
+/** This machine's facts: cores, memory, free space on the filesystem holding `dockerDataPath`, Docker, GPUs. */
+export async function collectLocalFacts(dockerDataPath: string): Promise<HostFacts> {
+  const [cpu, mem, disks, dockerInfo, graphics] = await Promise.all([
+    si.cpu(),
+    si.mem(),
+    si.fsSize(),
+    si.dockerInfo().catch(() => undefined),
+    si.graphics().catch(() => ({ controllers: [] })),
+  ]);
+  const dataPath = dockerInfo?.dockerRootDir || dockerDataPath;
+  // The filesystem holding the path: the longest mount point that prefixes it.
+  const disk = disks
+    .filter(
+      (d) => dataPath === d.mount || dataPath.startsWith(d.mount.endsWith('/') ? d.mount : `${d.mount}/`),
+    )
+    .sort((a, b) => b.mount.length - a.mount.length)[0];
+  return {
+    cpuCores: cpu.cores,
+    memoryBytes: mem.total,
+    diskFreeBytes: disk?.available ?? 0,
+    diskPath: dataPath,
+    dockerVersion: dockerInfo?.serverVersion || undefined,
+    gpus: graphics.controllers
+      .filter((c) => /nvidia|amd|radeon|intel arc/i.test(`${c.vendor} ${c.model}`))
+      .map((c) => `${c.vendor} ${c.model}`.trim()),
+  };
+}

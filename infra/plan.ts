@@ -1,0 +1,255 @@
+/**
+ * The planned resources of a stack without a Pulumi engine: runs `buildEnvironment` under Pulumi's mocks (as
+ * Pulumi's unit-testing guide does) and returns every resource's type, name and inputs, plus the outputs.
+ * Tests assert on it; a later step can turn the captured docker.Container inputs into `docker run` commands to
+ * materialise the local stack for real.
+ */
+
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import * as pulumi from '@pulumi/pulumi';
+import { parse as parseYaml } from 'yaml';
+import { PROJECT } from './config.js';
+import { parseDigestsFile } from './images.js';
+import { buildEnvironment, type ProgramOutputs } from './program.js';
+import type { HostFacts } from './render/capacity.js';
+import { readDashboards } from './render/grafana.js';
+import { readStackConfig } from './stack-config.js';
+
+export interface PlannedResource {
+  type: string;
+  name: string;
+  inputs: Record<string, unknown>;
+  /** Input paths (`stdin`, `connection.privateKey`) that held secrets; their values are in `inputs` in clear. */
+  secretPaths: string[];
+}
+
+export interface PlanOptions {
+  stack: string;
+  /** Stack config as in a stack file's `config:` (e.g. from loadStackFile), secrets included. */
+  config: Record<string, unknown>;
+  /** Keys held encrypted (e.g. `chatmirror:metricsToken`); plaintext values of secret keys are refused. */
+  secretKeys?: string[];
+  /** Facts the local host reports (and, as the probe's answer, a remote host). */
+  facts?: HostFacts;
+  /** Files on the machine running pulumi, by path suffix (`images/digests.json`, `jwks.json`). */
+  files?: Record<string, string>;
+  projectDir?: string;
+  modelBytes?: number;
+  /** Current registry digest per tag, for the drift check; default: the pinned digest (no drift). */
+  registryDigests?: Record<string, string>;
+}
+
+export interface Plan {
+  resources: PlannedResource[];
+  outputs: Record<string, unknown>;
+  /** Warnings the program logged (undersized host with allowUndersized, drift). */
+  warnings: string[];
+}
+
+export const PROJECT_DIR = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
+
+/** A stack file's `config:` mapping. */
+export function loadStackFile(stack: string, projectDir = PROJECT_DIR): Record<string, unknown> {
+  const doc = parseYaml(readFileSync(`${projectDir}/stacks/Pulumi.${stack}.yaml`, 'utf8')) as {
+    config?: Record<string, unknown>;
+  };
+  return doc.config ?? {};
+}
+
+export const DEFAULT_FACTS: HostFacts = {
+  cpuCores: 8,
+  memoryBytes: 32 * 1024 ** 3,
+  diskFreeBytes: 200e9,
+  diskPath: '/var/lib/docker',
+  dockerVersion: '27.3.1',
+  gpus: [],
+};
+
+export interface MockOptions {
+  stack: string;
+  /** What the facts probe (command:local:run) answers. */
+  facts?: HostFacts;
+  /** tag → current registry digest; default: `pinned` for that repository, else zeros. */
+  registryDigests?: Record<string, string>;
+  pinned?: Record<string, string>;
+}
+
+export interface MockRecorder {
+  resources: PlannedResource[];
+  /** Invokes (function calls) the program made, with their inputs. */
+  calls: { token: string; inputs: Record<string, unknown> }[];
+  warnings: string[];
+  /** Waits until every registration so far has reached the mocks. */
+  settle(): Promise<void>;
+  /** Puts pulumi.log.warn back. */
+  restore(): void;
+}
+
+/**
+ * Installs Pulumi's mocks: every resource registration is recorded with its inputs (secrets unwrapped, their
+ * paths listed), computed outputs get plausible fakes, and warnings are captured instead of printed.
+ */
+export async function installMocks(o: MockOptions): Promise<MockRecorder> {
+  const resources: PlannedResource[] = [];
+  const calls: MockRecorder['calls'] = [];
+  const warnings: string[] = [];
+  const facts = o.facts ?? DEFAULT_FACTS;
+  await pulumi.runtime.setMocks(
+    {
+      newResource: (args) => {
+        const secretPaths: string[] = [];
+        const inputs = unwrapSecrets(args.inputs, '', secretPaths) as Record<string, unknown>;
+        resources.push({ type: args.type, name: args.name, inputs, secretPaths });
+        return {
+          id: `${args.name}-id`,
+          state: { ...args.inputs, ...computedOutputs(args.type, args.name, inputs) },
+        };
+      },
+      call: (args) => {
+        calls.push({ token: args.token, inputs: args.inputs as Record<string, unknown> });
+        if (args.token === 'docker:index/getRegistryImage:getRegistryImage') {
+          const name = String(args.inputs.name);
+          const repo = name.replace(/:[^:/]+$/, '');
+          const pinned = Object.values(o.pinned ?? {}).find((ref) => ref.startsWith(`${repo}@`));
+          return {
+            ...args.inputs,
+            sha256Digest: o.registryDigests?.[name] ?? pinned?.split('@')[1] ?? `sha256:${'0'.repeat(64)}`,
+          };
+        }
+        if (args.token === 'command:local:run')
+          return {
+            ...args.inputs,
+            stdout: `${JSON.stringify({ ...facts, gpus: facts.gpus.join('|') })}\n`,
+            stderr: '',
+          };
+        return args.inputs;
+      },
+    },
+    PROJECT,
+    o.stack,
+    false,
+  );
+  const log = pulumi.log as { warn: (message: string) => Promise<void> };
+  const originalWarn = log.warn;
+  log.warn = (message: string) => {
+    warnings.push(message);
+    return Promise.resolve();
+  };
+  return {
+    resources,
+    calls,
+    warnings,
+    settle: async () => {
+      await (pulumi.runtime as unknown as { waitForRPCs?: () => Promise<void> }).waitForRPCs?.();
+    },
+    restore: () => {
+      log.warn = originalWarn;
+    },
+  };
+}
+
+export async function planStack(o: PlanOptions): Promise<Plan> {
+  const files = o.files ?? {};
+  const digestsFile = Object.entries(files).find(([path]) => path.endsWith('digests.json'))?.[1];
+  const recorder = await installMocks({
+    stack: o.stack,
+    ...(o.facts === undefined ? {} : { facts: o.facts }),
+    ...(o.registryDigests === undefined ? {} : { registryDigests: o.registryDigests }),
+    pinned: {
+      ...(digestsFile === undefined ? {} : parseDigestsFile(digestsFile, 'digests.json')),
+      ...((o.config[`${PROJECT}:images`] ?? {}) as Record<string, string>),
+    },
+  });
+  pulumi.runtime.setAllConfig(
+    Object.fromEntries(
+      Object.entries(o.config).map(([key, value]) => [
+        key,
+        typeof value === 'string' ? value : JSON.stringify(value),
+      ]),
+    ),
+    o.secretKeys ?? [],
+  );
+  try {
+    const config = readStackConfig();
+    const outputs = buildEnvironment({
+      stack: o.stack,
+      config,
+      projectDir: o.projectDir ?? PROJECT_DIR,
+      readLocalFile: (path) => Object.entries(files).find(([suffix]) => path.endsWith(suffix))?.[1],
+      facts: o.facts ?? DEFAULT_FACTS,
+      modelBytes: o.modelBytes ?? 1_700_000,
+      dashboards: readDashboards(),
+    });
+    const resolved = await resolveOutputs(outputs);
+    await recorder.settle();
+    return { resources: recorder.resources, outputs: resolved, warnings: recorder.warnings };
+  } finally {
+    recorder.restore();
+  }
+}
+
+/** Pulumi hands secret inputs to mocks as `{<sig>: <secret sig>, value}`; record the value and where it was. */
+function unwrapSecrets(value: unknown, path: string, secretPaths: string[]): unknown {
+  if (Array.isArray(value)) return value.map((item, i) => unwrapSecrets(item, `${path}[${i}]`, secretPaths));
+  if (typeof value !== 'object' || value === null) return value;
+  const record = value as Record<string, unknown>;
+  if (record[SECRET_SIG_KEY] === SECRET_SIG) {
+    secretPaths.push(path.replace(/^\./, ''));
+    return unwrapSecrets(record.value, path, []);
+  }
+  return Object.fromEntries(
+    Object.entries(record).map(([k, v]) => [k, unwrapSecrets(v, `${path}.${k}`, secretPaths)]),
+  );
+}
+
+// Pulumi's wire encoding of a secret value (sdk/nodejs/runtime/rpc.ts: specialSigKey / specialSecretSig).
+const SECRET_SIG_KEY = '4dabf18193072939515e22adb298388d';
+const SECRET_SIG = '1b47061264138c4ac30d75fd1eb44270';
+
+async function resolveOutputs(outputs: ProgramOutputs): Promise<Record<string, unknown>> {
+  const entries = await Promise.all(
+    Object.entries(outputs).map(async ([key, value]) => [key, await resolve(value)] as const),
+  );
+  return Object.fromEntries(entries);
+}
+
+/** Waits for an Output's value (the mocks resolve every output); plain values pass through. */
+export function resolve<T>(value: pulumi.Input<T> | undefined): Promise<T | undefined> {
+  if (pulumi.Output.isInstance(value))
+    return new Promise((done) => (value as pulumi.Output<T>).apply((v) => done(v)));
+  return Promise.resolve(value as T | undefined);
+}
+
+const MOCK_NOT_AFTER_HOURS = 24;
+
+/** Computed outputs the real providers would return, as plausible fakes. */
+function computedOutputs(
+  type: string,
+  name: string,
+  inputs: Record<string, unknown>,
+): Record<string, unknown> {
+  const fake = (label: string) => `-----BEGIN ${label}-----\nmock-${name}\n-----END ${label}-----\n`;
+  const hours = Number(inputs.validityPeriodHours ?? MOCK_NOT_AFTER_HOURS);
+  const notAfter = new Date(Date.UTC(2030, 0, 1) + hours * 3_600_000).toISOString();
+  switch (type) {
+    case 'docker:index/remoteImage:RemoteImage':
+      return {
+        imageId: `sha256:${createHash('sha256').update(String(inputs.name)).digest('hex')}`,
+        repoDigest: inputs.name,
+      };
+    case 'tls:index/privateKey:PrivateKey':
+      return { privateKeyPem: fake('PRIVATE KEY'), publicKeyPem: fake('PUBLIC KEY') };
+    case 'tls:index/selfSignedCert:SelfSignedCert':
+    case 'tls:index/locallySignedCert:LocallySignedCert':
+      return { certPem: fake('CERTIFICATE'), validityEndTime: notAfter };
+    case 'tls:index/certRequest:CertRequest':
+      return { certRequestPem: fake('CERTIFICATE REQUEST') };
+    case 'command:local:Command':
+    case 'command:remote:Command':
+      return { stdout: name.endsWith('-sha256') ? 'verified' : '', stderr: '' };
+    default:
+      return {};
+  }
+}

@@ -1,0 +1,181 @@
+/**
+ * What a stack needs from its host, derived from the model's size and the stack's profile and settings, and the
+ * need-vs-have table a preview prints (and fails on, unless capacity.allowUndersized).
+ */
+import type { Profile } from '../config.js';
+
+export const GiB = 1024 ** 3;
+export const MiB = 1024 ** 2;
+export const GB = 1e9;
+
+/** The seed's guidance: what a profile needs at the least, whatever the model. */
+export const PROFILE_FLOORS: Record<
+  Profile,
+  { memoryBytes: number; cpuCores: number; diskFreeBytes: number }
+> = {
+  dev: { memoryBytes: 2 * GiB, cpuCores: 2, diskFreeBytes: 10 * GB },
+  staging: { memoryBytes: 8 * GiB, cpuCores: 4, diskFreeBytes: 30 * GB },
+  prod: { memoryBytes: 16 * GiB, cpuCores: 4, diskFreeBytes: 50 * GB },
+};
+
+export const MIN_DOCKER_MAJOR = 24; // healthcheck start-period + `wait` semantics the containers rely on
+const OS_RESERVE_BYTES = 1 * GiB; // kernel, page cache for the model files, sshd, dockerd
+const IMAGES_BYTES = 5 * GB; // service + prometheus + node-exporter + grafana, with a layer or two of slack
+const NODE_EXPORTER_BYTES = 128 * MiB;
+/** onnxruntime holds the weights once plus arena buffers and the KV cache; 1.5× the files is a measured floor. */
+const MODEL_MEMORY_FACTOR = 1.5;
+const RUNTIME_OVERHEAD_BYTES = 512 * MiB; // Node, tokenizer, Fastify, per replica
+
+export interface HostFacts {
+  cpuCores: number;
+  memoryBytes: number;
+  /** Free space where Docker keeps its data. */
+  diskFreeBytes: number;
+  diskPath: string;
+  /** `docker version` server version; undefined when Docker is not reachable. */
+  dockerVersion: string | undefined;
+  gpus: string[];
+}
+
+export interface CapacityInputs {
+  profile: Profile;
+  modelBytes: number;
+  replicas: number;
+  replicaMemoryMb: number;
+  replicaCpus: number;
+  logBytesPerReplica: number;
+  monitoring?: { prometheusMemoryMb: number; grafanaMemoryMb: number; retentionSizeGb: number };
+  benchmarkMemoryMb?: number;
+}
+
+export interface Requirement {
+  resource: 'memory' | 'cpu cores' | 'disk free' | 'docker' | 'model fits replica' | 'gpu';
+  need: string;
+  have: string;
+  ok: boolean;
+  why: string;
+}
+
+export interface CapacityReport {
+  ok: boolean;
+  rows: Requirement[];
+  table: string;
+}
+
+export interface CapacityNeeds {
+  memoryBytes: number;
+  cpuCores: number;
+  diskFreeBytes: number;
+  /** Memory one replica needs for the model; compared with its limit, not with the host. */
+  replicaModelBytes: number;
+  why: { memory: string; cpu: string; disk: string };
+}
+
+export function capacityNeeds(inputs: CapacityInputs): CapacityNeeds {
+  const floor = PROFILE_FLOORS[inputs.profile];
+  const monitoringMemory =
+    inputs.monitoring === undefined
+      ? 0
+      : (inputs.monitoring.prometheusMemoryMb + inputs.monitoring.grafanaMemoryMb) * MiB +
+        NODE_EXPORTER_BYTES;
+  const derivedMemory =
+    inputs.replicas * inputs.replicaMemoryMb * MiB +
+    monitoringMemory +
+    (inputs.benchmarkMemoryMb ?? 0) * MiB +
+    OS_RESERVE_BYTES;
+  const derivedCores =
+    Math.ceil(inputs.replicas * inputs.replicaCpus) + (inputs.monitoring === undefined ? 0 : 1);
+  const derivedDisk =
+    inputs.modelBytes +
+    IMAGES_BYTES +
+    (inputs.monitoring?.retentionSizeGb ?? 0) * GB +
+    inputs.replicas * inputs.logBytesPerReplica +
+    2 * GB;
+  return {
+    memoryBytes: Math.max(floor.memoryBytes, derivedMemory),
+    cpuCores: Math.max(floor.cpuCores, derivedCores),
+    diskFreeBytes: Math.max(floor.diskFreeBytes, derivedDisk),
+    replicaModelBytes: Math.ceil(inputs.modelBytes * MODEL_MEMORY_FACTOR + RUNTIME_OVERHEAD_BYTES),
+    why: {
+      memory: `max(${inputs.profile} floor ${gib(floor.memoryBytes)}, ${inputs.replicas} × ${inputs.replicaMemoryMb} MiB limits + monitoring + OS)`,
+      cpu: `max(${inputs.profile} floor ${floor.cpuCores}, ${inputs.replicas} × ${inputs.replicaCpus} cpus${inputs.monitoring ? ' + 1 for monitoring' : ''})`,
+      disk: `max(${inputs.profile} floor ${bytes(floor.diskFreeBytes)}, model + images + Prometheus retention + logs)`,
+    },
+  };
+}
+
+export function evaluateCapacity(inputs: CapacityInputs, facts: HostFacts): CapacityReport {
+  const needs = capacityNeeds(inputs);
+  const dockerMajor = Number.parseInt(facts.dockerVersion ?? '', 10);
+  const rows: Requirement[] = [
+    {
+      resource: 'memory',
+      need: gib(needs.memoryBytes),
+      have: gib(facts.memoryBytes),
+      ok: facts.memoryBytes >= needs.memoryBytes,
+      why: needs.why.memory,
+    },
+    {
+      resource: 'cpu cores',
+      need: String(needs.cpuCores),
+      have: String(facts.cpuCores),
+      ok: facts.cpuCores >= needs.cpuCores,
+      why: needs.why.cpu,
+    },
+    {
+      resource: 'disk free',
+      need: bytes(needs.diskFreeBytes),
+      have: `${bytes(facts.diskFreeBytes)} (${facts.diskPath})`,
+      ok: facts.diskFreeBytes >= needs.diskFreeBytes,
+      why: needs.why.disk,
+    },
+    {
+      resource: 'docker',
+      need: `≥ ${MIN_DOCKER_MAJOR}.0`,
+      have: facts.dockerVersion ?? 'not reachable',
+      ok: Number.isFinite(dockerMajor) && dockerMajor >= MIN_DOCKER_MAJOR,
+      why: 'healthchecks with start period; the provider waits for healthy containers',
+    },
+    {
+      resource: 'model fits replica',
+      need: gib(needs.replicaModelBytes),
+      have: `${gib(inputs.replicaMemoryMb * MiB)} limit`,
+      ok: inputs.replicaMemoryMb * MiB >= needs.replicaModelBytes,
+      why: `model files ${bytes(inputs.modelBytes)} × ${MODEL_MEMORY_FACTOR} + runtime; raise serving.memoryMb`,
+    },
+    {
+      resource: 'gpu',
+      need: 'none (CPU inference)',
+      have: facts.gpus.length === 0 ? 'none' : facts.gpus.join(', '),
+      ok: true,
+      why: 'informational',
+    },
+  ];
+  const ok = rows.every((row) => row.ok);
+  return { ok, rows, table: renderCapacityTable(rows) };
+}
+
+/** A fixed-width table that reads the same in a terminal, a preview diagnostic and a stack output. */
+export function renderCapacityTable(rows: Requirement[]): string {
+  const header = ['resource', 'need', 'have', '', 'why'];
+  const body = rows.map((r) => [r.resource, r.need, r.have, r.ok ? 'ok' : 'SHORT', r.why]);
+  const widths = header.map((_, i) => Math.max(...[header, ...body].map((cells) => (cells[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
+}
+
+/** Memory in GiB (how RAM is sold and how `free -g` counts). */
+export function gib(n: number): string {
+  return `${(n / GiB).toFixed(1)} GiB`;
+}
+
+/** Disk in decimal GB (how disks are sold and how `df -H` counts). */
+export function bytes(n: number): string {
+  if (n >= GB) return `${(n / GB).toFixed(1)} GB`;
+  if (n >= MiB) return `${(n / MiB).toFixed(0)} MiB`;
+  return `${n} B`;
+}

@@ -1,0 +1,63 @@
+/**
+ * SSH options for a remote target, for every client this program starts (the Docker provider's `ssh://` host,
+ * the facts probe): the pinned host key is the ONLY key accepted. Known-hosts files are switched off and
+ * KnownHostsCommand prints the pinned line, so a changed host key fails the connection instead of being
+ * learned (StrictHostKeyChecking=yes; never `no`, never `accept-new`).
+ */
+export interface SshTarget {
+  host: string;
+  port: number;
+  user: string;
+  hostKey: string;
+  /** Already expanded (no `~`). */
+  privateKeyPath?: string;
+}
+
+export function knownHostsLine(t: Pick<SshTarget, 'host' | 'port' | 'hostKey'>): string {
+  const name = t.port === 22 ? t.host : `[${t.host}]:${t.port}`;
+  return `${name} ${t.hostKey}`;
+}
+
+export function sshOptions(t: SshTarget): string[] {
+  return [
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'GlobalKnownHostsFile=/dev/null',
+    '-o',
+    `KnownHostsCommand=/bin/echo ${knownHostsLine(t)}`,
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'ConnectTimeout=15',
+    '-p',
+    String(t.port),
+    ...(t.privateKeyPath === undefined ? [] : ['-o', 'IdentitiesOnly=yes', '-i', t.privateKeyPath]),
+  ];
+}
+
+export function dockerHostUrl(t: Pick<SshTarget, 'host' | 'user' | 'port'>): string {
+  return `ssh://${t.user}@${t.host}:${t.port}`;
+}
+
+/** A command line that runs `script` (given on stdin) on the target with the pinned options. */
+export function sshCommandLine(t: SshTarget): string {
+  const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  return ['ssh', ...sshOptions(t).map(quote), quote(`${t.user}@${t.host}`), quote('sh -s')].join(' ');
+}
+
+/** Host facts as one JSON line: the same facts systeminformation gives for the local host. */
+export function hostFactsScript(dockerDataPath: string): string {
+  const path = `'${dockerDataPath.replace(/'/g, `'\\''`)}'`;
+  return [
+    'set -eu',
+    'cores=$(nproc)',
+    'mem=$(awk \'/^MemTotal:/ {printf "%.0f", $2 * 1024}\' /proc/meminfo)',
+    `disk=$(df -P -B1 ${path} 2>/dev/null | awk 'NR == 2 {print $4}' || echo 0)`,
+    "docker=$(docker version --format '{{.Server.Version}}' 2>/dev/null || true)",
+    "gpus=$(nvidia-smi -L 2>/dev/null | sed 's/\"//g' | paste -sd '|' - || true)",
+    `printf '{"cpuCores":%s,"memoryBytes":%s,"diskFreeBytes":%s,"diskPath":"%s","dockerVersion":"%s","gpus":"%s"}\\n' "$cores" "$mem" "\${disk:-0}" ${path} "$docker" "$gpus"`,
+  ].join('\n');
+}
