@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 /**
  * `chatmirror` command line: `serve` (the API), `generate` (stream one completion from a model directory to
- * the terminal), `keygen` and `token` (credentials). `bench` and `check` join as their issues land.
+ * the terminal), `check` (can this host and config serve the model?), `keygen` and `token` (credentials). `bench` joins with its
+ * issue.
  */
 import { parseArgs } from 'node:util';
 import { BUNDLED_MODEL_DIR } from './config/paths.js';
 import { Engine, EngineError } from './engine/index.js';
 import type { SamplingParams } from './engine/types.js';
+import { CHECK_USAGE, check } from './check.js';
 import { AUTH_USAGE, keygen, token } from './security/auth/commands.js';
 import { serve } from './serve.js';
 
@@ -15,6 +17,7 @@ const USAGE = `usage:
   chatmirror generate [--model DIR] [--chat TEXT | --prompt TEXT] [--max-tokens N]
                       [--temperature T] [--top-p P] [--seed N] [--stop S]...
 
+${CHECK_USAGE}
 ${AUTH_USAGE}
 
 Configuration: a YAML/JSON file (--config or CHATMIRROR_CONFIG) and CHATMIRROR_<SECTION>_<KEY> variables.`;
@@ -110,6 +113,8 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'generate':
       return generate(rest);
+    case 'check':
+      return check(rest);
     case 'keygen':
       return keygen(rest);
     case 'token':

@@ -3,6 +3,7 @@
  * Transformers.js `text-generation-with-past` layout) into a `DecoderModel` with one operation: run a batch
  * of new tokens against a KV cache and return logits plus the grown cache.
  */
+import './ort-env.js';
 import * as ort from 'onnxruntime-node';
 import { EngineError } from './errors.js';
 import type { KvArray, KvBlock } from './kv-cache.js';

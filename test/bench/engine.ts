@@ -6,6 +6,7 @@
  * Options (env): BENCH_MODEL_DIR (default ~/.cache/chatmirror/models/bench-llama, built on demand),
  * BENCH_GRAPH (onnx/model.onnx or onnx/model_quantized.onnx), BENCH_NEW_TOKENS (64), BENCH_REPEATS (3).
  */
+import '../../service/engine/ort-env.js';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';

@@ -1,8 +1,8 @@
 /** The README is the operator's reference: these checks keep it in step with the code it documents. */
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import { configReference } from '../../service/config/reference.js';
 import { stackConfigMarkdown } from '../../infra/reference.js';
+import { configReference } from '../../service/config/reference.js';
 import { API_ERRORS } from '../../service/errors.js';
 
 const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');

@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# Builds chatmirror's container image without any public container registry, pushes it to a registry on loopback
+# and records what was pushed. What CI and local stacks run; a fresh Debian bookworm machine (as root) is enough:
+#
+#   1. Debian packages: docker.io, docker-registry, debootstrap (apt, when missing)
+#   2. dockerd: reused when it answers; else started (systemd, or in the background with --iptables=false, so the
+#      host's firewall tables stay as they are: containers get no route out, published ports still work through
+#      docker-proxy)
+#   3. base image chatmirror/base:<key>: Debian bookworm minbase from the mirror apt already uses + Node.js 20
+#      (images/base-rootfs.sh), `docker import`ed. Cached: the image itself, and its rootfs tarball under
+#      $CHATMIRROR_IMAGE_CACHE/base/<key>.tar, <key> hashing the recipe and the mirrors
+#   4. service image chatmirror/service:<version> from service/Dockerfile with BASE_IMAGE=chatmirror/base:<key>
+#   5. Debian's docker-registry on $CHATMIRROR_REGISTRY (127.0.0.1:5000), storage in the cache dir; both images
+#      pushed
+#   6. images/digests.json (digests, references, sizes) and images/sbom.cdx.json (CycloneDX: the npm production
+#      dependencies, the Debian packages and Node.js in the image), via images/record.ts
+#
+# dockerd and the registry are left running for the tests and stacks that pull from it.
+#
+# Environment:
+#   CHATMIRROR_IMAGE_CACHE    cache directory (default /var/cache/chatmirror)
+#   CHATMIRROR_REGISTRY       registry address, loopback only (default 127.0.0.1:5000)
+#   CHATMIRROR_IMAGE_DIGESTS  where to write the digests (default images/digests.json)
+#   CHATMIRROR_BASE_REBUILD=1 rebuild the base even when cached (to pick up new Debian security updates)
+#   CHATMIRROR_DEBIAN_MIRROR, CHATMIRROR_DEBIAN_SECURITY_MIRROR  override the mirrors read from apt's sources
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${CHATMIRROR_IMAGE_CACHE:-/var/cache/chatmirror}
+registry=${CHATMIRROR_REGISTRY:-127.0.0.1:5000}
+digests_file=${CHATMIRROR_IMAGE_DIGESTS:-$repo/images/digests.json}
+logs=/var/log/chatmirror
+started=$SECONDS
+mkdir -p "$cache"
+
+log() { printf '[images %3ds] %s\n' "$((SECONDS - started))" "$*" >&2; }
+die() { printf 'images/build.sh: %s\n' "$*" >&2; exit 1; }
+
+case "$registry" in
+  127.*:* | localhost:*) ;;
+  *) die "CHATMIRROR_REGISTRY must be a loopback address with a port (got $registry): nothing here is served beyond this machine" ;;
+esac
+
+# ---- 1. packages ----------------------------------------------------------------------------------------------
+missing=()
+command -v dockerd >/dev/null || missing+=(docker.io)
+command -v docker-registry >/dev/null || missing+=(docker-registry)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+if [ ${#missing[@]} -gt 0 ]; then
+  [ "$(id -u)" -eq 0 ] || die "needs root to install ${missing[*]}"
+  log "apt-get install ${missing[*]}"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } >"$cache/apt.log" 2>&1 ||
+    { tail -n 20 "$cache/apt.log" >&2; die "apt-get install ${missing[*]} failed (log: $cache/apt.log)"; }
+  # Under systemd the package starts its own registry on *:5000 with Debian's default config; this script runs
+  # its own on loopback instead.
+  if [[ " ${missing[*]} " == *" docker-registry "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
+fi
+# Debian's CLI, which matches its daemon; another `docker` earlier on PATH may be a newer client that insists on
+# buildx for builds.
+docker=/usr/bin/docker
+[ -x "$docker" ] || docker=$(command -v docker) || die "no docker CLI after installing docker.io"
+
+# ---- 2. dockerd -----------------------------------------------------------------------------------------------
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+  local deadline=$((SECONDS + $1)) what=$2
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.5
+  done
+  log "$what is up"
+}
+if ! "$docker" info >/dev/null 2>&1; then
+  mkdir -p "$logs"
+  if [ -d /run/systemd/system ]; then
+    log "starting docker.service"
+    systemctl start docker
+  else
+    log "starting dockerd (log: $logs/dockerd.log)"
+    setsid dockerd --iptables=false --ip-forward=false >>"$logs/dockerd.log" 2>&1 </dev/null &
+  fi
+  wait_for 60 dockerd "$docker" info || { tail -n 20 "$logs/dockerd.log" >&2 || true; die "dockerd did not start"; }
+fi
+
+# ---- 3. base image --------------------------------------------------------------------------------------------
+# The first enabled Debian source (deb822 .sources, then one-line .list) whose suites include $1.
+debian_mirror_for() {
+  local suite=$1 file
+  for file in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$file" ] || continue
+    awk -v want="$suite" '
+      function flush() {
+        if (types ~ /(^| )deb( |$)/ && enabled != "no" && (" " suites " ") ~ (" " want " ") && uri != "") {
+          print uri; found = 1; exit
+        }
+        types = ""; suites = ""; uri = ""; enabled = ""
+      }
+      /^[ \t]*$/ { flush(); next }
+      /^Types:/ { sub(/^Types:[ \t]*/, ""); types = $0 }
+      /^Suites:/ { sub(/^Suites:[ \t]*/, ""); suites = $0 }
+      /^URIs:/ { sub(/^URIs:[ \t]*/, ""); split($0, u, /[ \t]+/); uri = u[1] }
+      /^Enabled:/ { sub(/^Enabled:[ \t]*/, ""); enabled = tolower($0) }
+      END { if (!found) flush() }' "$file"
+  done
+  for file in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$file" ] || continue
+    awk -v want="$suite" '$1 == "deb" {
+      i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+      if ($(i + 1) == want) { print $i; exit } }' "$file"
+  done
+}
+mirror=${CHATMIRROR_DEBIAN_MIRROR:-$(debian_mirror_for bookworm | head -n1)}
+security_mirror=${CHATMIRROR_DEBIAN_SECURITY_MIRROR:-$(debian_mirror_for bookworm-security | head -n1)}
+[ -n "$mirror" ] || die "no Debian bookworm source in /etc/apt/sources.list{,.d}; set CHATMIRROR_DEBIAN_MIRROR"
+
+key=$(printf '%s\n' "$(sha256sum "$repo/images/base-rootfs.sh")" "$mirror" "$security_mirror" "$(uname -m)" |
+  sha256sum | cut -c1-16)
+base=chatmirror/base:$key
+base_tar=$cache/base/$key.tar
+if [ "${CHATMIRROR_BASE_REBUILD:-}" = 1 ]; then
+  rm -f "$base_tar"
+  "$docker" image rm "$base" >/dev/null 2>&1 || true
+fi
+if "$docker" image inspect "$base" >/dev/null 2>&1; then
+  log "base $base: cached image"
+else
+  if [ -f "$base_tar" ]; then
+    log "base $base: importing the cached rootfs $base_tar"
+  else
+    [ "$(id -u)" -eq 0 ] || die "needs root to debootstrap the base rootfs"
+    log "base $base: building the rootfs from $mirror"
+    mkdir -p "$cache/base" "$cache/downloads"
+    bash "$repo/images/base-rootfs.sh" "$base_tar" "$cache/downloads" "$mirror" "$security_mirror"
+  fi
+  "$docker" import \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'CMD ["node"]' \
+    --change "LABEL org.opencontainers.image.description=\"Debian bookworm minbase + Node.js 20 (images/base-rootfs.sh)\"" \
+    --change "LABEL org.opencontainers.image.version=\"$key\"" \
+    "$base_tar" "$base" >/dev/null
+fi
+
+# ---- 4. service image -----------------------------------------------------------------------------------------
+version=$(node -p 'require(process.argv[1]).version' "$repo/package.json")
+revision=$(git -C "$repo" rev-parse HEAD 2>/dev/null || echo unknown)
+if [ "$revision" != unknown ] && [ -n "$(git -C "$repo" status --porcelain 2>/dev/null)" ]; then
+  revision="$revision-dirty"
+fi
+source_url=$(git -C "$repo" remote get-url origin 2>/dev/null || echo unknown)
+# The commit's time (or SOURCE_DATE_EPOCH) rather than the clock: rebuilding unchanged sources then reuses every
+# cached layer, labels included, and gives the same digest instead of moving the tag for nothing.
+epoch=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct 2>/dev/null || date +%s)}
+created=$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)
+service=chatmirror/service:$version
+log "building $service on $base"
+build_args=(
+  --build-arg "BASE_IMAGE=$base"
+  --build-arg "NPM_CONFIG_REGISTRY=$(npm config get registry)"
+  --build-arg "VERSION=$version"
+  --build-arg "REVISION=$revision"
+  --build-arg "CREATED=$created"
+  --build-arg "SOURCE=$source_url"
+)
+for proxy in HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy no_proxy; do
+  [ -z "${!proxy:-}" ] || build_args+=(--build-arg "$proxy=${!proxy}")
+done
+# The build context, streamed as a tar: the files /.dockerignore allows (the same allow-list), plus the CA bundle
+# this machine's npm trusts, when it trusts one beyond Node's own (an egress proxy that re-signs TLS, as in CI).
+# Only the deps and build stages read build-extra-ca.pem; nothing from them but node_modules and the compiled
+# JavaScript reaches the image.
+extra_ca=${NODE_EXTRA_CA_CERTS:-}
+if [ -z "$extra_ca" ]; then
+  extra_ca=$(npm config get cafile 2>/dev/null || true)
+  case "$extra_ca" in null | undefined) extra_ca= ;; esac
+fi
+context_extra=$(mktemp -d)
+trap 'rm -rf "$context_extra"' EXIT
+extra_files=()
+if [ -n "$extra_ca" ] && [ -f "$extra_ca" ]; then
+  cp "$extra_ca" "$context_extra/build-extra-ca.pem"
+  extra_files=(-C "$context_extra" build-extra-ca.pem)
+  log "the build trusts $extra_ca for npm"
+fi
+# RUN steps share the host's network: npm ci reaches the registry the way this machine does, and dockerd needs
+# no NAT rules for it.
+tar -c -C "$repo" package.json package-lock.json tsconfig.json service test/fixtures/models/tiny-llama \
+  images/healthcheck.mjs "${extra_files[@]}" |
+  DOCKER_BUILDKIT=0 "$docker" build --force-rm --network host -f service/Dockerfile "${build_args[@]}" -t "$service" - \
+    >"$cache/service-build.log" 2>&1 || {
+  tail -n 40 "$cache/service-build.log" >&2
+  die "docker build failed (full log: $cache/service-build.log)"
+}
+size=$("$docker" image inspect --format '{{.Size}}' "$service")
+log "built $service ($((size / 1000000)) MB)"
+
+# ---- 5. registry ----------------------------------------------------------------------------------------------
+registry_up() { node -e 'fetch(`http://${process.argv[1]}/v2/`).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))' "$registry"; }
+if ! registry_up; then
+  mkdir -p "$cache/registry/data" "$logs"
+  cat >"$cache/registry/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $cache/registry/data
+  delete:
+    enabled: true
+http:
+  addr: $registry
+  headers:
+    X-Content-Type-Options: [nosniff]
+EOF
+  log "starting docker-registry on $registry (log: $logs/registry.log)"
+  setsid docker-registry serve "$cache/registry/config.yml" >>"$logs/registry.log" 2>&1 </dev/null &
+  wait_for 30 "registry $registry" registry_up || { tail -n 20 "$logs/registry.log" >&2; die "docker-registry did not start"; }
+fi
+
+push() { # push LOCAL_IMAGE → REGISTRY/LOCAL_IMAGE
+  "$docker" tag "$1" "$registry/$1"
+  "$docker" push "$registry/$1" >"$cache/push.log" 2>&1 || { tail -n 20 "$cache/push.log" >&2; die "docker push $registry/$1 failed"; }
+  log "pushed $registry/$1"
+}
+push "$base"
+push "$service"
+
+# ---- 6. digests and SBOM --------------------------------------------------------------------------------------
+if [ ! -x "$repo/node_modules/.bin/tsx" ]; then
+  log "npm ci (for tsx, which runs images/record.ts)"
+  (cd "$repo" && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund >/dev/null)
+fi
+DOCKER="$docker" "$repo/node_modules/.bin/tsx" "$repo/images/record.ts" \
+  --registry "$registry" --service "$service" --base "$base" --revision "$revision" \
+  --out "$digests_file" --sbom "$(dirname "$digests_file")/sbom.cdx.json"
+log "done in $((SECONDS - started)) s"

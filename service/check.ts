@@ -1,0 +1,468 @@
+/**
+ * `chatmirror check [--config FILE] [--json]`: will `serve` work here, with this configuration, on this machine (or
+ * in this container)? Loads the configuration as `serve` does; verifies every file of the model directory against
+ * its SHA256SUMS; checks the files the configuration names and the cache directory the server writes to; compares
+ * the CPUs and memory available (cgroup limits included) with what the model and the batch settings need. Prints
+ * one line per check; fails (exit 1) naming what is wrong. Reads only: it creates nothing, even the cache.
+ */
+import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
+import { constants, createReadStream } from 'node:fs';
+import { access, readdir, readFile, stat } from 'node:fs/promises';
+import { availableParallelism, totalmem } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from './config/load.js';
+import { cacheDir } from './config/paths.js';
+import type { ServiceConfig } from './config/schema.js';
+import { EngineError } from './engine/errors.js';
+import { MANIFEST_FILE, type Manifest, readManifest } from './engine/manifest.js';
+import { type HfModelConfig, loadModelFiles } from './engine/model-files.js';
+import type { CommandOutput } from './security/auth/commands.js';
+import { UsageError } from './security/auth/commands.js';
+
+export const CHECK_USAGE = `  chatmirror check [--config FILE] [--json]
+                                         will serve work here? config, model files against SHA256SUMS,
+                                         certificates, cache, and CPUs and memory against the model's needs`;
+
+/** Node reads a file whole only up to 2 GiB (fs.readFile's limit), and the engine reads each weights file whole. */
+export const MAX_WHOLE_FILE_BYTES = 2 ** 31 - 1;
+/** Above this share of the available memory the estimate leaves too little margin for the rest. */
+export const MEMORY_WARN_FRACTION = 0.8;
+/** Node, onnxruntime, the tokenizer and Fastify: the image serving the 1.5 MB test model has a VmRSS of ~130 MB. */
+export const RUNTIME_OVERHEAD_BYTES = 200 * 1024 * 1024;
+/** The KV cache is float32 or float16 depending on the graph; the estimate assumes the larger. */
+const KV_BYTES_PER_ELEMENT = 4;
+const CERT_EXPIRY_WARN_MS = 7 * 24 * 60 * 60 * 1000; // 7 days
+
+export type CheckStatus = 'ok' | 'warn' | 'fail';
+
+export interface CheckResult {
+  /** config, model, tls, auth, cache, cpu, memory */
+  name: string;
+  status: CheckStatus;
+  detail: string;
+}
+
+/** What the process may use, which in a container is less than what the host has. */
+export interface SystemResources {
+  cpus: number;
+  /** `cgroup quota`, `affinity` … */
+  cpuSource: string;
+  memoryBytes: number;
+  /** `cgroup limit` or `physical` */
+  memorySource: string;
+}
+
+export interface ModelNeeds {
+  /** Bytes of the graph and its external data, as loaded. */
+  weightsBytes: number;
+  /** KV cache with every batch slot at full context, past and present tensors both alive. */
+  kvCacheBytes: number;
+  /** What the process needs at its peak, overhead included. */
+  estimatedBytes: number;
+}
+
+export interface CheckReport {
+  ok: boolean;
+  results: CheckResult[];
+  system: SystemResources;
+  needs?: ModelNeeds;
+}
+
+export interface CheckOptions {
+  /** As `serve --config`; defaults to `$CHATMIRROR_CONFIG`. */
+  configFile?: string | undefined;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Measured from the OS and cgroups when not given (tests give it). */
+  system?: SystemResources;
+}
+
+/** Exit status 1 with a message naming every failed check. */
+export class CheckFailedError extends Error {
+  readonly exitCode = 1;
+  constructor(readonly report: CheckReport) {
+    const failed = report.results.filter((r) => r.status === 'fail');
+    super(`check failed: ${failed.map((r) => `${r.name}: ${r.detail}`).join('; ')}`);
+    this.name = 'CheckFailedError';
+  }
+}
+
+export async function runChecks(options: CheckOptions = {}): Promise<CheckReport> {
+  const env = options.env ?? process.env;
+  const system = options.system ?? (await measureSystem());
+  const results: CheckResult[] = [];
+  const report = (name: string, status: CheckStatus, detail: string) =>
+    results.push({ name, status, detail });
+  const done = (needs?: ModelNeeds): CheckReport => ({
+    ok: results.every((r) => r.status !== 'fail'),
+    results,
+    system,
+    ...(needs === undefined ? {} : { needs }),
+  });
+
+  let config: ServiceConfig;
+  try {
+    config = loadConfig({ file: options.configFile, env, cwd: options.cwd });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    report('config', 'fail', err.message);
+    return done();
+  }
+  report(
+    'config',
+    'ok',
+    `loaded (${options.configFile ?? (env.CHATMIRROR_CONFIG || 'defaults and environment')})`,
+  );
+
+  const needs = await checkModel(config, report);
+  await checkTls(config, report);
+  await checkAuth(config, report);
+  await checkCache(config, env, report);
+  checkCpus(config, system, report);
+  if (needs !== undefined) checkMemory(needs, system, report);
+  return done(needs);
+}
+
+type Report = (name: string, status: CheckStatus, detail: string) => void;
+
+// ---- model -----------------------------------------------------------------------------------------------------
+
+async function checkModel(config: ServiceConfig, report: Report): Promise<ModelNeeds | undefined> {
+  const { modelDir, graphFile } = config.engine;
+  let manifest: Manifest;
+  let hfConfig: HfModelConfig;
+  try {
+    manifest = await readManifest(modelDir);
+    // What Engine.load reads first: the JSON files, verified, and the graph's presence in the manifest.
+    hfConfig = (await loadModelFiles(modelDir, graphFile)).config;
+  } catch (err) {
+    if (!(err instanceof EngineError)) throw err;
+    report('model', 'fail', err.message);
+    return undefined;
+  }
+
+  const problems: string[] = [];
+  let totalBytes = 0;
+  // One file at a time, streamed: a check should not need the memory the model will.
+  for (const [file, expected] of manifest) {
+    const path = join(modelDir, file);
+    const size = await stat(path).then(
+      (s) => s.size,
+      () => undefined,
+    );
+    if (size === undefined) {
+      problems.push(`${file} is listed in ${MANIFEST_FILE} but missing`);
+      continue;
+    }
+    totalBytes += size;
+    const actual = await sha256File(path);
+    if (actual !== expected)
+      problems.push(`${file} failed verification: expected sha256 ${expected}, actual ${actual}`);
+  }
+  const weightFiles = [graphFile, `${graphFile}_data`, `${graphFile}.data`].filter((f) => manifest.has(f));
+  const weightSizes = await Promise.all(
+    weightFiles.map((f) =>
+      stat(join(modelDir, f)).then(
+        (s) => s.size,
+        () => 0,
+      ),
+    ),
+  );
+  weightFiles.forEach((file, i) => {
+    if (weightSizes[i]! > MAX_WHOLE_FILE_BYTES) {
+      problems.push(
+        `${file} is ${formatBytes(weightSizes[i]!)}; the engine reads each weights file whole and Node cannot read ` +
+          `more than 2 GiB at once: export the model with its weights split into external data files`,
+      );
+    }
+  });
+  if (problems.length > 0) {
+    report('model', 'fail', `${modelDir}: ${problems.join('; ')}`);
+    return undefined;
+  }
+  const unlisted = (await listFiles(modelDir)).filter((f) => f !== MANIFEST_FILE && !manifest.has(f));
+  const name = config.models.id;
+  report(
+    'model',
+    unlisted.length > 0 ? 'warn' : 'ok',
+    `${name} (${modelDir}): ${manifest.size} files, ${formatBytes(totalBytes)}, verified against ${MANIFEST_FILE}` +
+      (unlisted.length > 0 ? `; not listed there, so never loaded: ${unlisted.join(', ')}` : ''),
+  );
+  return modelNeeds(
+    hfConfig,
+    config,
+    weightSizes.reduce((a, b) => a + b, 0),
+  );
+}
+
+/** Memory the engine needs for this model and these batch settings (see the constants for what is assumed). */
+export function modelNeeds(
+  hf: HfModelConfig,
+  config: Pick<ServiceConfig, 'engine'>,
+  weightsBytes: number,
+): ModelNeeds {
+  const layers = hf.num_hidden_layers ?? 0;
+  const heads = hf.num_attention_heads ?? 1;
+  const kvHeads = hf.num_key_value_heads ?? heads;
+  const headDim = hf.head_dim ?? Math.floor((hf.hidden_size ?? 0) / heads);
+  const modelContext = hf.max_position_embeddings ?? 2048;
+  const context = Math.min(config.engine.contextLength ?? modelContext, modelContext);
+  // Keys and values, for the past and the present tensors of a decode step.
+  const kvCacheBytes =
+    2 * 2 * layers * kvHeads * headDim * context * config.engine.maxBatchSize * KV_BYTES_PER_ELEMENT;
+  // Loading holds the verified bytes and onnxruntime's copy of them at once; serving holds the session and the cache.
+  const estimatedBytes = Math.max(2 * weightsBytes, weightsBytes + kvCacheBytes) + RUNTIME_OVERHEAD_BYTES;
+  return { weightsBytes, kvCacheBytes, estimatedBytes };
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+async function listFiles(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((e) => e.isFile())
+    .map((e) => relative(dir, join(e.parentPath, e.name)))
+    .sort();
+}
+
+// ---- files the configuration names ----------------------------------------------------------------------------
+
+async function checkTls(config: ServiceConfig, report: Report): Promise<void> {
+  const { tls } = config.server;
+  if (!tls.enabled) {
+    report(
+      'tls',
+      'warn',
+      'server.tls.enabled is false: plain HTTP, for use behind a TLS-terminating proxy only',
+    );
+    return;
+  }
+  if (tls.certFile === undefined || tls.keyFile === undefined) {
+    report('tls', 'ok', `no certFile/keyFile: a self-signed development certificate in ${tls.devCertDir}`);
+    return;
+  }
+  try {
+    const cert = new X509Certificate(await readFile(tls.certFile));
+    const key = createPrivateKey(await readFile(tls.keyFile));
+    if (!cert.checkPrivateKey(key)) {
+      report('tls', 'fail', `${tls.keyFile} is not the private key of ${tls.certFile}`);
+      return;
+    }
+    const left = Date.parse(cert.validTo) - Date.now();
+    if (left <= 0) report('tls', 'fail', `${tls.certFile} expired on ${cert.validTo}`);
+    else if (left < CERT_EXPIRY_WARN_MS) report('tls', 'warn', `${tls.certFile} expires on ${cert.validTo}`);
+    else
+      report(
+        'tls',
+        'ok',
+        `${tls.certFile} (${cert.subject.replace(/\n/g, ', ')}), valid until ${cert.validTo}`,
+      );
+  } catch (err) {
+    report('tls', 'fail', `cannot use ${tls.certFile} and ${tls.keyFile}: ${(err as Error).message}`);
+  }
+}
+
+async function checkAuth(config: ServiceConfig, report: Report): Promise<void> {
+  const { jwt, apiKeys } = config.auth;
+  if (jwt === undefined && apiKeys.length === 0) {
+    report('auth', 'ok', 'nothing configured: a development signing key, with tokens printed at start-up');
+    return;
+  }
+  if (jwt?.jwksFile !== undefined) {
+    try {
+      const jwks = JSON.parse(await readFile(jwt.jwksFile, 'utf8')) as { keys?: unknown };
+      if (!Array.isArray(jwks.keys) || jwks.keys.length === 0) throw new Error('no "keys"');
+    } catch (err) {
+      report('auth', 'fail', `auth.jwt.jwksFile ${jwt.jwksFile}: ${(err as Error).message}`);
+      return;
+    }
+  }
+  const parts = [
+    ...(jwt === undefined
+      ? []
+      : [`JWT from ${jwt.jwksFile ?? jwt.jwksUrl} (iss ${jwt.issuer}, aud ${jwt.audience})`]),
+    ...(apiKeys.length === 0 ? [] : [`${apiKeys.length} API key${apiKeys.length === 1 ? '' : 's'}`]),
+  ];
+  report('auth', 'ok', parts.join(', '));
+}
+
+/** The server writes only to the cache, and only for the development certificate and signing key. */
+async function checkCache(config: ServiceConfig, env: NodeJS.ProcessEnv, report: Report): Promise<void> {
+  const { tls } = config.server;
+  const dirs = [
+    ...(tls.enabled && (tls.certFile === undefined || tls.keyFile === undefined) ? [tls.devCertDir] : []),
+    ...(config.auth.jwt === undefined && config.auth.apiKeys.length === 0
+      ? [join(cacheDir(env), 'dev-auth')]
+      : []),
+  ];
+  if (dirs.length === 0) {
+    report('cache', 'ok', 'nothing to write: certificates and keys are configured');
+    return;
+  }
+  const unwritable: string[] = [];
+  for (const dir of dirs) {
+    const why = await whyNotWritable(dir);
+    if (why !== undefined) unwritable.push(`${dir} (${why})`);
+  }
+  if (unwritable.length > 0) {
+    report(
+      'cache',
+      'fail',
+      `cannot write ${unwritable.join(', ')}: point CHATMIRROR_CACHE at a writable directory (a tmpfs when the ` +
+        'root filesystem is read-only), or configure server.tls.certFile/keyFile and auth',
+    );
+  } else {
+    report('cache', 'ok', `writable: ${dirs.join(', ')}`);
+  }
+}
+
+/** Why `dir` could not be created or written, judged from its nearest existing ancestor; undefined if it can. */
+async function whyNotWritable(dir: string): Promise<string | undefined> {
+  let existing = dir;
+  for (;;) {
+    const info = await stat(existing).catch(() => undefined);
+    if (info !== undefined) {
+      if (!info.isDirectory()) return `${existing} is not a directory`;
+      break;
+    }
+    const parent = dirname(existing);
+    if (parent === existing) return 'no existing ancestor';
+    existing = parent;
+  }
+  try {
+    await access(existing, constants.W_OK | constants.X_OK);
+    return undefined;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'EROFS'
+      ? `${existing} is on a read-only filesystem`
+      : `${existing}: ${code ?? 'not writable'}`;
+  }
+}
+
+// ---- capacity ----------------------------------------------------------------------------------------------------
+
+function checkCpus(config: ServiceConfig, system: SystemResources, report: Report): void {
+  const threads = config.engine.intraOpThreads;
+  const where = `${system.cpus} CPU${system.cpus === 1 ? '' : 's'} (${system.cpuSource})`;
+  if (threads > system.cpus) {
+    report(
+      'cpu',
+      'warn',
+      `engine.intraOpThreads is ${threads} but ${where} are available: threads will contend; ` +
+        `set it to ${system.cpus} or 0 (one per core)`,
+    );
+  } else {
+    report(
+      'cpu',
+      'ok',
+      `${where}; onnxruntime uses ${threads === 0 ? 'one thread per core' : `${threads} threads`}`,
+    );
+  }
+}
+
+function checkMemory(needs: ModelNeeds, system: SystemResources, report: Report): void {
+  const summary =
+    `needs ~${formatBytes(needs.estimatedBytes)} (weights ${formatBytes(needs.weightsBytes)}, KV cache up to ` +
+    `${formatBytes(needs.kvCacheBytes)}), ${formatBytes(system.memoryBytes)} available (${system.memorySource})`;
+  if (needs.estimatedBytes > system.memoryBytes) {
+    report(
+      'memory',
+      'fail',
+      `${summary}: lower engine.maxBatchSize or engine.contextLength, use a smaller (quantized) model, or give ` +
+        'the process more memory',
+    );
+  } else if (needs.estimatedBytes > MEMORY_WARN_FRACTION * system.memoryBytes) {
+    report('memory', 'warn', `${summary}: little headroom`);
+  } else {
+    report('memory', 'ok', summary);
+  }
+}
+
+/** CPUs and memory this process may use: the OS's figures, lowered by cgroup (v2 or v1) limits when set. */
+export async function measureSystem(root = '/sys/fs/cgroup'): Promise<SystemResources> {
+  const read = (file: string) =>
+    readFile(join(root, file), 'utf8').then(
+      (t) => t.trim(),
+      () => undefined,
+    );
+  let cpus = availableParallelism();
+  let cpuSource = 'affinity';
+  const quota = await cgroupCpuQuota(read);
+  if (quota !== undefined && quota < cpus) {
+    cpus = Math.max(1, Math.floor(quota)); // 1.5 CPUs of quota run one thread unthrottled, not two
+    cpuSource = 'cgroup quota';
+  }
+  let memoryBytes = totalmem();
+  let memorySource = 'physical';
+  const limit = Number((await read('memory.max')) ?? (await read('memory/memory.limit_in_bytes')));
+  // "max" (v2) parses as NaN; v1 reports "no limit" as a huge page-rounded number.
+  if (Number.isFinite(limit) && limit > 0 && limit < memoryBytes) {
+    memoryBytes = limit;
+    memorySource = 'cgroup limit';
+  }
+  return { cpus, cpuSource, memoryBytes, memorySource };
+}
+
+async function cgroupCpuQuota(
+  read: (file: string) => Promise<string | undefined>,
+): Promise<number | undefined> {
+  const v2 = await read('cpu.max'); // "max 100000" or "150000 100000"
+  if (v2 !== undefined) {
+    const [quota, period] = v2.split(/\s+/).map(Number);
+    return quota! > 0 && period! > 0 ? quota! / period! : undefined;
+  }
+  const quota = Number(await read('cpu/cpu.cfs_quota_us')); // -1 when unlimited
+  const period = Number(await read('cpu/cpu.cfs_period_us'));
+  return quota > 0 && period > 0 ? quota / period : undefined;
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+}
+
+// ---- command -----------------------------------------------------------------------------------------------------
+
+const MARK: Record<CheckStatus, string> = { ok: 'ok  ', warn: 'warn', fail: 'FAIL' };
+
+export function formatReport(report: CheckReport): string {
+  const width = Math.max(...report.results.map((r) => r.name.length));
+  const lines = report.results.map((r) => `  ${MARK[r.status]}  ${r.name.padEnd(width)}  ${r.detail}`);
+  const warnings = report.results.filter((r) => r.status === 'warn').length;
+  const failures = report.results.filter((r) => r.status === 'fail').length;
+  const verdict =
+    failures > 0
+      ? `${failures} check${failures === 1 ? '' : 's'} failed`
+      : `all checks passed${warnings > 0 ? ` (${warnings} warning${warnings === 1 ? '' : 's'})` : ''}`;
+  return `${lines.join('\n')}\n${verdict}\n`;
+}
+
+/** The `check` subcommand: prints the report (or JSON with --json) and throws CheckFailedError when a check failed. */
+export async function check(argv: string[], out: CommandOutput = process.stdout): Promise<void> {
+  let values: { config?: string | undefined; json?: boolean | undefined };
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new UsageError((err as Error).message.split('\n')[0]!);
+  }
+  const report = await runChecks({ configFile: values.config });
+  out.write(values.json === true ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
+  if (!report.ok) throw new CheckFailedError(report);
+}
