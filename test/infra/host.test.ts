@@ -313,7 +313,7 @@ describe('ssh', () => {
     host: '203.0.113.10',
     port: 2222,
     user: 'deploy',
-    hostKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJsUst4GfPu5gGbgcZ/RDCLu7iWj+c2Mq23ErUh1QsBu',
+    hostKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKc5gD/0PazKVCJjYNmar+p1i0ua2DwPthdX6qTphvBU',
     privateKeyPath: '/home/op/.ssh/k',
   };
 

@@ -161,7 +161,7 @@ describe('staging', () => {
       expect(command.inputs.connection, command.name).toMatchObject({
         host: '198.51.100.20',
         user: 'deploy',
-        hostKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK+3nhiwMVSvAAs8SKWezB6eRf2fjGzjrdecTYlGzHIg',
+        hostKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIL48L/Xqo51/hMtSKnPICyg0dXR/N8az2x08oFvQ8eUG',
       });
   });
 
