@@ -5,10 +5,10 @@
  * issue.
  */
 import { parseArgs } from 'node:util';
+import { CHECK_USAGE, check } from './check.js';
 import { BUNDLED_MODEL_DIR } from './config/paths.js';
 import { Engine, EngineError } from './engine/index.js';
 import type { SamplingParams } from './engine/types.js';
-import { CHECK_USAGE, check } from './check.js';
 import { AUTH_USAGE, keygen, token } from './security/auth/commands.js';
 import { serve } from './serve.js';
 
