@@ -253,7 +253,7 @@ export const SubjectLimitsSchema = Type.Object(
   { additionalProperties: false },
 );
 
-const JwtSchema = Type.Object(
+export const JwtSchema = Type.Object(
   {
     issuer: Type.String({ minLength: 1, description: 'Required `iss`.' }),
     audience: Type.String({ minLength: 1, description: 'Required `aud`.' }),

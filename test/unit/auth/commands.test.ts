@@ -12,8 +12,7 @@ import { SCOPES, type ServiceConfig } from '../../../service/config/schema.js';
 import { keygen, parseTtl, token, UsageError } from '../../../service/security/auth/commands.js';
 import { AuthError, createAuthenticator } from '../../../service/security/auth/credentials.js';
 import { DEV_ISSUER, ensureDevAuth } from '../../../service/security/auth/dev-auth.js';
-
-type JwtConfig = NonNullable<ServiceConfig['auth']['jwt']>;
+import { type JwtConfig, jwtConfig } from '../../helpers/jwt-config.js';
 
 const root = mkdtempSync(join(tmpdir(), 'chatmirror-authcmd-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -33,19 +32,7 @@ async function run(
 const mode = (file: string) => statSync(file).mode & 0o777;
 
 function jwt(jwksFile: string, overrides: Partial<JwtConfig> = {}): JwtConfig {
-  return {
-    issuer: 'chatmirror',
-    audience: 'chatmirror',
-    algorithms: ['EdDSA', 'ES256', 'RS256'],
-    jwksFile,
-    jwksCacheMaxAgeMs: 600_000,
-    clockToleranceSeconds: 30,
-    maxTokenAgeSeconds: 3600,
-    requiredClaims: ['sub', 'exp', 'iat'],
-    scopesClaim: 'scope',
-    limitsClaim: 'chatmirror_limits',
-    ...overrides,
-  };
+  return jwtConfig({ issuer: 'chatmirror', audience: 'chatmirror', jwksFile, ...overrides });
 }
 
 describe('chatmirror keygen', () => {

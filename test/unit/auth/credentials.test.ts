@@ -36,6 +36,7 @@ import {
 } from '../../../service/security/auth/keys.js';
 import { type AuthFailure, authPlugin } from '../../../service/security/auth/plugin.js';
 import { ensureDevCertificate } from '../../../service/tls/dev-cert.js';
+import { type JwtConfig, jwtConfig } from '../../helpers/jwt-config.js';
 
 // Every timingSafeEqual call is counted, to show that an unknown API key id still costs a comparison.
 vi.mock('node:crypto', async (importOriginal) => {
@@ -44,7 +45,6 @@ vi.mock('node:crypto', async (importOriginal) => {
 });
 
 type AuthConfig = ServiceConfig['auth'];
-type JwtConfig = NonNullable<AuthConfig['jwt']>;
 
 const ISSUER = 'https://issuer.test';
 const AUDIENCE = 'chatmirror';
@@ -53,19 +53,8 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 let dirCount = 0;
 const freshDir = () => join(root, `d${dirCount++}`);
 
-function jwtConfig(overrides: Partial<JwtConfig> = {}): JwtConfig {
-  return {
-    issuer: ISSUER,
-    audience: AUDIENCE,
-    algorithms: ['EdDSA', 'ES256', 'RS256'],
-    jwksCacheMaxAgeMs: 600_000,
-    clockToleranceSeconds: 30,
-    maxTokenAgeSeconds: 3600,
-    requiredClaims: ['sub', 'exp', 'iat'],
-    scopesClaim: 'scope',
-    limitsClaim: 'chatmirror_limits',
-    ...overrides,
-  };
+function jwt(overrides: Partial<JwtConfig> = {}): JwtConfig {
+  return jwtConfig({ issuer: ISSUER, audience: AUDIENCE, ...overrides });
 }
 
 function authConfig(overrides: Partial<AuthConfig> = {}): AuthConfig {
@@ -178,7 +167,7 @@ beforeAll(async () => {
   jwksFile = files.jwksFile;
   authenticator = await createAuthenticator(
     authConfig({
-      jwt: jwtConfig({ jwksFile }),
+      jwt: jwt({ jwksFile }),
       apiKeys: [{ id: 'ci-bot', hash: apiKey.hash, scopes: ['chat'], limits: { requestsPerMinute: 5 } }],
     }),
   );
@@ -483,15 +472,15 @@ describe('accepted credentials', () => {
 describe('configuration refused at start-up', () => {
   it('names the setting at fault', async () => {
     const cases: [Partial<AuthConfig>, RegExp][] = [
-      [{ jwt: jwtConfig() }, /exactly one of auth\.jwt\.jwksFile and auth\.jwt\.jwksUrl/],
+      [{ jwt: jwt() }, /exactly one of auth\.jwt\.jwksFile and auth\.jwt\.jwksUrl/],
       [
-        { jwt: jwtConfig({ jwksFile, jwksUrl: 'https://idp.test/jwks.json' }) },
+        { jwt: jwt({ jwksFile, jwksUrl: 'https://idp.test/jwks.json' }) },
         /exactly one of auth\.jwt\.jwksFile/,
       ],
-      [{ jwt: jwtConfig({ jwksUrl: 'http://idp.test/jwks.json' }) }, /auth\.jwt\.jwksUrl: must be an https/],
-      [{ jwt: jwtConfig({ jwksFile: join(root, 'missing.json') }) }, /auth\.jwt\.jwksFile: cannot read/],
+      [{ jwt: jwt({ jwksUrl: 'http://idp.test/jwks.json' }) }, /auth\.jwt\.jwksUrl: must be an https/],
+      [{ jwt: jwt({ jwksFile: join(root, 'missing.json') }) }, /auth\.jwt\.jwksFile: cannot read/],
       [
-        { jwt: jwtConfig({ jwksFile, algorithms: ['RS256', 'HS256'] as JwtConfig['algorithms'] }) },
+        { jwt: jwt({ jwksFile, algorithms: ['RS256', 'HS256'] as JwtConfig['algorithms'] }) },
         /auth\.jwt\.algorithms: HS256 can never be accepted/,
       ],
       [
@@ -514,7 +503,7 @@ describe('configuration refused at start-up', () => {
     mkdirSync(dir, { recursive: true });
     const file = join(dir, 'leaky.json');
     writeFileSync(file, JSON.stringify({ keys: [keyEd.privateJwk] }));
-    await expect(createAuthenticator(authConfig({ jwt: jwtConfig({ jwksFile: file }) }))).rejects.toThrow(
+    await expect(createAuthenticator(authConfig({ jwt: jwt({ jwksFile: file }) }))).rejects.toThrow(
       /holds private key material/,
     );
   });
@@ -525,7 +514,7 @@ describe('key rotation by kid (local JWKS)', () => {
     const dir = freshDir();
     const first = await generateSigningKey({ alg: 'EdDSA' });
     const files = await writeKeySet(dir, first);
-    const auth = await createAuthenticator(authConfig({ jwt: jwtConfig({ jwksFile: files.jwksFile }) }));
+    const auth = await createAuthenticator(authConfig({ jwt: jwt({ jwksFile: files.jwksFile }) }));
     const token1 = await mint(first);
     expect((await auth.authenticate(`Bearer ${token1}`)).subject).toBe('alice');
 
@@ -553,7 +542,7 @@ describe('key rotation by kid (local JWKS)', () => {
     const dir = freshDir();
     const key = await generateSigningKey({ alg: 'EdDSA' });
     const files = await writeKeySet(dir, key);
-    const auth = await createAuthenticator(authConfig({ jwt: jwtConfig({ jwksFile: files.jwksFile }) }));
+    const auth = await createAuthenticator(authConfig({ jwt: jwt({ jwksFile: files.jwksFile }) }));
     writeFileSync(files.jwksFile, '{"keys": [');
     await expect(auth.reload()).rejects.toThrow(/auth\.jwt\.jwksFile/);
     expect((await auth.authenticate(`Bearer ${await mint(key)}`)).subject).toBe('alice');
@@ -612,7 +601,7 @@ describe('remote JWKS over HTTPS on 127.0.0.1', () => {
     served = k1.publicJwks;
     status = 200;
     fetches = 0;
-    const auth = await createAuthenticator(authConfig({ jwt: jwtConfig({ jwksUrl: url }) }), {
+    const auth = await createAuthenticator(authConfig({ jwt: jwt({ jwksUrl: url }) }), {
       fetch: pinnedFetch,
       jwksCooldownMs: 0,
     });
@@ -638,14 +627,14 @@ describe('remote JWKS over HTTPS on 127.0.0.1', () => {
     const key = await generateSigningKey({ alg: 'EdDSA' });
     served = key.publicJwks;
     status = 500;
-    const broken = await createAuthenticator(authConfig({ jwt: jwtConfig({ jwksUrl: url }) }), {
+    const broken = await createAuthenticator(authConfig({ jwt: jwt({ jwksUrl: url }) }), {
       fetch: pinnedFetch,
     });
     expect(await reasonOf(broken, `Bearer ${await mint(key)}`)).toBe('jwks_unavailable');
 
     status = 200;
     // The global fetch does not trust the self-signed certificate: TLS verification is real.
-    const untrusted = await createAuthenticator(authConfig({ jwt: jwtConfig({ jwksUrl: url }) }));
+    const untrusted = await createAuthenticator(authConfig({ jwt: jwt({ jwksUrl: url }) }));
     expect(await reasonOf(untrusted, `Bearer ${await mint(key)}`)).toBe('jwks_unavailable');
   });
 });

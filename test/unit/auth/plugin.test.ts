@@ -26,6 +26,7 @@ import {
   type AuthPluginOptions,
   authPlugin,
 } from '../../../service/security/auth/plugin.js';
+import { jwtConfig } from '../../helpers/jwt-config.js';
 
 const ISSUER = 'chatmirror-test';
 const AUDIENCE = 'chatmirror';
@@ -42,18 +43,7 @@ beforeAll(async () => {
   authenticator = await createAuthenticator({
     publicRoutes: ['/health'],
     apiKeys: [{ id: 'metrics-scraper', hash: apiKey.hash, scopes: ['metrics:read'] }],
-    jwt: {
-      issuer: ISSUER,
-      audience: AUDIENCE,
-      algorithms: ['EdDSA'],
-      jwksFile,
-      jwksCacheMaxAgeMs: 600_000,
-      clockToleranceSeconds: 30,
-      maxTokenAgeSeconds: 3600,
-      requiredClaims: ['sub', 'exp', 'iat'],
-      scopesClaim: 'scope',
-      limitsClaim: 'chatmirror_limits',
-    },
+    jwt: jwtConfig({ issuer: ISSUER, audience: AUDIENCE, algorithms: ['EdDSA'], jwksFile }),
   });
 });
 
