@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 /**
  * `chatmirror` command line: `serve` (the API), `generate` (stream one completion from a model directory to
- * the terminal), `check` (can this host and config serve the model?), `keygen` and `token` (credentials). `bench` joins with its
- * issue.
+ * the terminal), `check` (can this host and config serve the model?), `bench` (measure a running endpoint),
+ * `keygen` and `token` (credentials).
  */
 import { parseArgs } from 'node:util';
+import { BENCH_USAGE, bench } from './bench/bench.js';
 import { CHECK_USAGE, check } from './check.js';
 import { BUNDLED_MODEL_DIR } from './config/paths.js';
 import { Engine, EngineError } from './engine/index.js';
@@ -18,6 +19,7 @@ const USAGE = `usage:
                       [--temperature T] [--top-p P] [--seed N] [--stop S]...
 
 ${CHECK_USAGE}
+${BENCH_USAGE}
 ${AUTH_USAGE}
 
 Configuration: a YAML/JSON file (--config or CHATMIRROR_CONFIG) and CHATMIRROR_<SECTION>_<KEY> variables.`;
@@ -113,6 +115,9 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'generate':
       return generate(rest);
+    case 'bench':
+      await bench(rest);
+      return;
     case 'check':
       return check(rest);
     case 'keygen':

@@ -5,6 +5,8 @@
  */
 
 /** Exposed by the service on GET /metrics (service/observability/metrics.ts). */
+import { BENCH_METRICS } from '../../service/bench/metrics-names.js';
+
 export const SERVICE_METRICS = {
   httpRequests: 'chatmirror_http_requests_total',
   httpDuration: 'chatmirror_http_request_duration_seconds',
@@ -24,12 +26,8 @@ export const SERVICE_METRICS = {
   contentFiltered: 'chatmirror_content_filtered_total',
 } as const;
 
-/** Written to the textfile collector by the benchmark timer (the `chatmirror bench --textfile` contract). */
-export const BENCH_METRICS = {
-  outputTokensPerSecond: 'chatmirror_bench_output_tokens_per_second',
-  ttftP50: 'chatmirror_bench_ttft_p50_seconds',
-  lastSuccess: 'chatmirror_bench_last_success_timestamp_seconds',
-} as const;
+/** Written to the textfile collector by the benchmark timer: `chatmirror bench --textfile` defines them. */
+export { BENCH_METRICS };
 
 /** Written to the textfile collector at deploy time from the certificate the program installed. */
 export const TLS_METRICS = {
