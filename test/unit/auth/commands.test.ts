@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { afterAll, describe, expect, it } from 'vitest';
-import { SCOPES, type ServiceConfig } from '../../../service/config/schema.js';
+import { SCOPES } from '../../../service/config/schema.js';
 import { keygen, parseTtl, token, UsageError } from '../../../service/security/auth/commands.js';
 import { AuthError, createAuthenticator } from '../../../service/security/auth/credentials.js';
 import { DEV_ISSUER, ensureDevAuth } from '../../../service/security/auth/dev-auth.js';
