@@ -14,7 +14,7 @@ import { MemoryStore } from '../../service/security/quotas/memory-store.js';
 import { QuotaManager } from '../../service/security/quotas/quota-manager.js';
 import { RedisStore } from '../../service/security/quotas/redis-store.js';
 import type { QuotaStore } from '../../service/security/quotas/store.js';
-import { startRedis, stopRedis, type TestRedis } from '../helpers/redis-server.js';
+import { SKIP_REDIS, startRedis, stopRedis, type TestRedis } from '../helpers/redis-server.js';
 
 const CLIENTS_PER_SUBJECT = 25; // 50 in all
 const REQUESTS_PER_CLIENT = 4;
@@ -130,7 +130,7 @@ interface Backend {
 }
 
 let redis: TestRedis | undefined;
-const backends: Backend[] = [
+const allBackends: Backend[] = [
   { name: 'memory', setup: async () => {}, store: async () => new MemoryStore(), teardown: async () => {} },
   {
     name: 'redis',
@@ -141,6 +141,7 @@ const backends: Backend[] = [
     teardown: () => stopRedis(redis),
   },
 ];
+const backends = allBackends.filter((b) => !(SKIP_REDIS && b.name === 'redis'));
 
 describe.each(backends)('per-subject quotas under load ($name store)', (backend) => {
   let quotas: QuotaManager;
