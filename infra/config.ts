@@ -9,7 +9,7 @@
  */
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { Value, ValueErrorType } from '@sinclair/typebox/value';
-import { cidrProblem, describeAllowed } from '../service/config/load.js';
+import { cidrProblem, describeAllowed } from '../service/config/describe.js';
 
 export const PROJECT = 'chatmirror';
 

@@ -8,7 +8,7 @@
  */
 import { BlockList, isIP } from 'node:net';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
-import { cidrProblem } from '../config/load.js';
+import { cidrProblem } from '../config/describe.js';
 import { ApiError } from '../errors.js';
 
 /** `(address) → whether it lies in one of `cidrs``; an address that is not an IP (say `unknown`) never does. */

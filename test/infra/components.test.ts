@@ -11,7 +11,7 @@ import type { HostTarget } from '../../infra/host.js';
 import { collectRemoteFacts, HostCapacity } from '../../infra/host-capacity.js';
 import { HostFiles } from '../../infra/host-files.js';
 import { Monitoring } from '../../infra/monitoring.js';
-import { installMocks, type MockRecorder, resolve } from '../../infra/plan.js';
+import { installMocks, type MockRecorder, resolve } from './plan.js';
 import { GiB } from '../../infra/render/capacity.js';
 import { readDashboards } from '../../infra/render/grafana.js';
 import { ServingContainer } from '../../infra/serving-container.js';

@@ -12,7 +12,7 @@ import {
   StackConfigSchema,
   stackConfigReference,
 } from '../../infra/config.js';
-import { loadStackFile, PROJECT_DIR } from '../../infra/plan.js';
+import { loadStackFile, PROJECT_DIR } from './plan.js';
 import { stackPlanOptions } from './fixtures.js';
 
 const STACKS = ['local', 'staging', 'prod'] as const;

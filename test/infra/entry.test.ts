@@ -4,7 +4,7 @@
  */
 import * as pulumi from '@pulumi/pulumi';
 import { afterAll, expect, it } from 'vitest';
-import { installMocks, loadStackFile, resolve } from '../../infra/plan.js';
+import { installMocks, loadStackFile, resolve } from './plan.js';
 import { DIGESTS, GRAFANA_PASSWORD, METRICS_TOKEN } from './fixtures.js';
 
 const mocks = await installMocks({ stack: 'local' });

@@ -1,7 +1,7 @@
 /** Shared inputs for the infra tests: digests, tokens and secrets an operator would set per stack. */
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import selfsigned from 'selfsigned';
-import { loadStackFile, type PlanOptions } from '../../infra/plan.js';
+import { loadStackFile, type PlanOptions } from './plan.js';
 
 export const digest = (label: string) => `sha256:${createHash('sha256').update(label).digest('hex')}`;
 

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { parseStackConfig } from '../../infra/config.js';
 import { parseRemoteFacts } from '../../infra/host-capacity.js';
 import { parseDigestsFile, resolveImages } from '../../infra/images.js';
-import { PROJECT_DIR } from '../../infra/plan.js';
+import { PROJECT_DIR } from './plan.js';
 import { renderBenchmarkService, renderBenchmarkTimer } from '../../infra/render/benchmarks.js';
 import {
   type CapacityInputs,

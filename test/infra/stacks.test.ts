@@ -3,7 +3,7 @@
  * settings. `planStack` is also what a later step uses to turn the local stack's containers into `docker run`.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type Plan, type PlannedResource, planStack } from '../../infra/plan.js';
+import { type Plan, type PlannedResource, planStack } from './plan.js';
 import { GiB } from '../../infra/render/capacity.js';
 import {
   BENCH_TOKEN,

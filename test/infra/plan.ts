@@ -1,28 +1,48 @@
 /**
  * The planned resources of a stack without a Pulumi engine: runs `buildEnvironment` under Pulumi's mocks (as
- * Pulumi's unit-testing guide does) and returns every resource's type, name and inputs, plus the outputs.
- * Tests assert on it; a later step can turn the captured docker.Container inputs into `docker run` commands to
- * materialise the local stack for real.
+ * Pulumi's unit-testing guide does) and returns every resource's type, name, inputs and options (parent,
+ * provider, dependencies, deleteBeforeReplace, retainOnDelete), as the SDK sends them to the engine, plus the
+ * outputs. Tests assert on it, and the deploy proof (test/e2e/) creates exactly that on a real dockerd.
+ * Test-only: the deployed program (infra/index.ts) never imports it.
  */
 
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as pulumi from '@pulumi/pulumi';
+import { getMonitor } from '@pulumi/pulumi/runtime/settings.js';
 import { parse as parseYaml } from 'yaml';
-import { PROJECT } from './config.js';
-import { parseDigestsFile } from './images.js';
-import { buildEnvironment, type ProgramOutputs } from './program.js';
-import type { HostFacts } from './render/capacity.js';
-import { readDashboards } from './render/grafana.js';
-import { readStackConfig } from './stack-config.js';
+import { PROJECT } from '../../infra/config.js';
+import { parseDigestsFile } from '../../infra/images.js';
+import { buildEnvironment, type ProgramOutputs } from '../../infra/program.js';
+import type { HostFacts } from '../../infra/render/capacity.js';
+import { readDashboards } from '../../infra/render/grafana.js';
+import { readStackConfig } from '../../infra/stack-config.js';
 
 export interface PlannedResource {
   type: string;
   name: string;
+  /** The URN the engine would give it (parent chain included). */
+  urn: string;
+  /** Custom (provider-managed) or a component. */
+  custom: boolean;
   inputs: Record<string, unknown>;
   /** Input paths (`stdin`, `connection.privateKey`) that held secrets; their values are in `inputs` in clear. */
   secretPaths: string[];
+  options: ResourceOptionsSeen;
+}
+
+/** The resource options as they reach the engine in RegisterResourceRequest (what orders create/replace/delete). */
+export interface ResourceOptionsSeen {
+  parent: string;
+  /** `urn::id` of the provider, '' for the default. */
+  provider: string;
+  /** URNs of the custom resources this one waits for: dependsOn (components expanded) and input dependencies. */
+  dependencies: string[];
+  deleteBeforeReplace: boolean;
+  retainOnDelete: boolean;
+  replaceOnChanges: string[];
+  ignoreChanges: string[];
 }
 
 export interface PlanOptions {
@@ -48,7 +68,7 @@ export interface Plan {
   warnings: string[];
 }
 
-export const PROJECT_DIR = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
+export const PROJECT_DIR = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
 
 /** A stack file's `config:` mapping. */
 export function loadStackFile(stack: string, projectDir = PROJECT_DIR): Record<string, unknown> {
@@ -96,12 +116,24 @@ export async function installMocks(o: MockOptions): Promise<MockRecorder> {
   const calls: MockRecorder['calls'] = [];
   const warnings: string[] = [];
   const facts = o.facts ?? DEFAULT_FACTS;
+  // The mocks' newResource sees type, name and inputs only; the options travel in the request beside them.
+  const pending: ResourceOptionsSeen[] = [];
   await pulumi.runtime.setMocks(
     {
       newResource: (args) => {
         const secretPaths: string[] = [];
         const inputs = unwrapSecrets(args.inputs, '', secretPaths) as Record<string, unknown>;
-        resources.push({ type: args.type, name: args.name, inputs, secretPaths });
+        const options = pending.shift();
+        if (options === undefined) throw new Error(`no options recorded for ${args.type} ${args.name}`);
+        resources.push({
+          type: args.type,
+          name: args.name,
+          urn: urnOf(options.parent, args.type, args.name, o.stack),
+          custom: args.custom ?? false,
+          inputs,
+          secretPaths,
+          options,
+        });
         return {
           id: `${args.name}-id`,
           state: { ...args.inputs, ...computedOutputs(args.type, args.name, inputs) },
@@ -131,6 +163,7 @@ export async function installMocks(o: MockOptions): Promise<MockRecorder> {
     o.stack,
     false,
   );
+  recordOptions(pending);
   const log = pulumi.log as { warn: (message: string) => Promise<void> };
   const originalWarn = log.warn;
   log.warn = (message: string) => {
@@ -188,6 +221,52 @@ export async function planStack(o: PlanOptions): Promise<Plan> {
   } finally {
     recorder.restore();
   }
+}
+
+/**
+ * Wraps the mock monitor's registerResource so each request's options are queued for newResource, which the
+ * monitor calls next for that very request (registerResource awaits nothing before it).
+ */
+function recordOptions(pending: ResourceOptionsSeen[]): void {
+  const monitor = getMonitor() as unknown as {
+    registerResource: (req: RegisterRequest, callback: unknown) => Promise<void>;
+  };
+  const original = monitor.registerResource.bind(monitor);
+  monitor.registerResource = (req, callback) => {
+    pending.push({
+      parent: req.getParent(),
+      provider: req.getProvider(),
+      dependencies: [
+        ...new Set([
+          ...req.getDependenciesList(),
+          ...[...req.getPropertydependenciesMap().values()].flatMap((deps) => deps.getUrnsList()),
+        ]),
+      ],
+      deleteBeforeReplace: req.getDeletebeforereplace(),
+      retainOnDelete: req.getRetainondelete() ?? false,
+      replaceOnChanges: req.getReplaceonchangesList(),
+      ignoreChanges: req.getIgnorechangesList(),
+    });
+    return original(req, callback);
+  };
+}
+
+interface RegisterRequest {
+  getParent(): string;
+  getProvider(): string;
+  getDependenciesList(): string[];
+  getPropertydependenciesMap(): Map<string, { getUrnsList(): string[] }>;
+  getDeletebeforereplace(): boolean;
+  getRetainondelete(): boolean | undefined;
+  getReplaceonchangesList(): string[];
+  getIgnorechangesList(): string[];
+}
+
+/** The mock monitor's URN scheme (runtime/mocks.js newUrn): the parent's type chain, then this type and name. */
+function urnOf(parent: string, type: string, name: string, stack: string): string {
+  let qualified = type;
+  if (parent !== '') qualified = `${(parent.split('::')[2] ?? '').split('$').pop()}$${type}`;
+  return `urn:pulumi:${stack}::${PROJECT}::${qualified}::${name}`;
 }
 
 /** Pulumi hands secret inputs to mocks as `{<sig>: <secret sig>, value}`; record the value and where it was. */
