@@ -348,6 +348,11 @@ const AlertThresholdsSchema = Type.Object(
 const MonitoringSchema = Type.Object(
   {
     enabled: Type.Boolean({ default: true, description: 'Run Prometheus, node-exporter and Grafana.' }),
+    grafana: Type.Boolean({
+      default: true,
+      description:
+        'Run Grafana too (needs images.grafana: Debian has no Grafana package, so images/build.sh cannot make one).',
+    }),
     bindAddresses: Type.Array(Type.String({ minLength: 1 }), {
       minItems: 1,
       default: ['127.0.0.1'],
@@ -360,6 +365,10 @@ const MonitoringSchema = Type.Object(
     retentionSizeGb: integer(1, 10_000, 5, 'Prometheus TSDB size cap.'),
     prometheusMemoryMb: integer(128, 65_536, 1024, 'Prometheus memory limit, in MiB.'),
     grafanaMemoryMb: integer(128, 65_536, 512, 'Grafana memory limit, in MiB.'),
+    retainData: Type.Boolean({
+      default: true,
+      description: 'Keep the Prometheus and Grafana data volumes on destroy (history survives a rebuild).',
+    }),
     alerts: AlertThresholdsSchema,
   },
   { additionalProperties: false, default: {} },
@@ -732,10 +741,18 @@ function crossFieldIssues(config: StackConfig): StackConfigIssue[] {
     add(['tls', 'dnsNames'], [], 'the certificate needs at least one DNS name or IP address');
 
   if (monitoring.enabled) {
-    for (const key of ['grafanaAdminPassword', 'metricsToken'] as const) {
-      if (config[key] === undefined)
-        add([key], undefined, `is required when chatmirror:monitoring.enabled is true${secretHint(key)}`);
-    }
+    if (config.metricsToken === undefined)
+      add(
+        ['metricsToken'],
+        undefined,
+        `is required when chatmirror:monitoring.enabled is true${secretHint('metricsToken')}`,
+      );
+    if (monitoring.grafana && config.grafanaAdminPassword === undefined)
+      add(
+        ['grafanaAdminPassword'],
+        undefined,
+        `is required when chatmirror:monitoring.grafana is true${secretHint('grafanaAdminPassword')}`,
+      );
   }
   if (benchmarks.enabled) {
     if (config.benchToken === undefined)

@@ -13,6 +13,11 @@ export interface HardeningOptions {
   pidsLimit: number;
   logMaxSizeMb: number;
   logMaxFiles: number;
+  /**
+   * RLIMIT_NOFILE to set; undefined: none is set and the container inherits the daemon's limit. Never above the
+   * daemon's own hard limit (render/daemon.ts derives it from the target's facts).
+   */
+  nofile?: number | undefined;
   /** tmpfs mounts (the only writable paths besides volumes), path → size in MiB. */
   tmpfs?: Record<string, number>;
 }
@@ -32,7 +37,7 @@ export function hardenedContainer(o: HardeningOptions): Partial<docker.Container
     // container's uid, which no host user shares (the replicas of one service do share it).
     ulimits: [
       { name: 'nproc', soft: o.pidsLimit, hard: o.pidsLimit },
-      { name: 'nofile', soft: 65_536, hard: 65_536 },
+      ...(o.nofile === undefined ? [] : [{ name: 'nofile', soft: o.nofile, hard: o.nofile }]),
     ],
     logDriver: 'json-file',
     logOpts: { 'max-size': `${o.logMaxSizeMb}m`, 'max-file': String(o.logMaxFiles) },

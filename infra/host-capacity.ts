@@ -3,6 +3,8 @@
  * remote host's from a probe over SSH (pinned host key) run as an invoke, so both fail the PREVIEW with a
  * need-vs-have table — or only warn, when capacity.allowUndersized says so.
  */
+import { readdir, readFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import * as command from '@pulumi/command';
 import * as pulumi from '@pulumi/pulumi';
 import si from 'systeminformation';
@@ -12,6 +14,7 @@ import {
   evaluateCapacity,
   type HostFacts,
 } from './render/capacity.js';
+import type { DaemonFacts } from './render/daemon.js';
 import { hostFactsScript, type SshTarget, sshCommandLine } from './render/ssh.js';
 
 export interface HostCapacityArgs {
@@ -77,24 +80,29 @@ export function parseRemoteFacts(stdout: string): HostFacts {
   };
   const gpus = String(raw.gpus ?? '');
   const dockerVersion = String(raw.dockerVersion ?? '');
+  const dockerApiVersion = String(raw.dockerApiVersion ?? '');
+  const nofile = Number(raw.dockerNofileHard);
   return {
     cpuCores: num('cpuCores'),
     memoryBytes: num('memoryBytes'),
     diskFreeBytes: num('diskFreeBytes'),
     diskPath: String(raw.diskPath ?? ''),
     dockerVersion: dockerVersion === '' ? undefined : dockerVersion,
+    dockerApiVersion: dockerApiVersion === '' ? undefined : dockerApiVersion,
+    dockerNofileHard: Number.isInteger(nofile) && nofile > 0 ? nofile : undefined,
     gpus: gpus === '' ? [] : gpus.split('|'),
   };
 }
 
 /** This machine's facts: cores, memory, free space on the filesystem holding `dockerDataPath`, Docker, GPUs. */
 export async function collectLocalFacts(dockerDataPath: string): Promise<HostFacts> {
-  const [cpu, mem, disks, dockerInfo, graphics] = await Promise.all([
+  const [cpu, mem, disks, dockerInfo, graphics, daemon] = await Promise.all([
     si.cpu(),
     si.mem(),
     si.fsSize(),
     si.dockerInfo().catch(() => undefined),
     si.graphics().catch(() => ({ controllers: [] })),
+    localDaemonFacts(),
   ]);
   const dataPath = dockerInfo?.dockerRootDir || dockerDataPath;
   // The filesystem holding the path: the longest mount point that prefixes it.
@@ -109,8 +117,57 @@ export async function collectLocalFacts(dockerDataPath: string): Promise<HostFac
     diskFreeBytes: disk?.available ?? 0,
     diskPath: dataPath,
     dockerVersion: dockerInfo?.serverVersion || undefined,
+    ...daemon,
     gpus: graphics.controllers
       .filter((c) => /nvidia|amd|radeon|intel arc/i.test(`${c.vendor} ${c.model}`))
       .map((c) => `${c.vendor} ${c.model}`.trim()),
   };
+}
+
+/**
+ * The local daemon's Engine API version (GET /version on its socket) and its process's hard nofile limit
+ * (/proc/<pid>/limits, the pid from /proc's process names): what containers may be given. Unknown stays
+ * undefined, and the program then asks for nothing that needs it.
+ */
+async function localDaemonFacts(): Promise<DaemonFacts> {
+  const socketPath = (process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock').replace(/^unix:\/\//, '');
+  const apiVersion = await new Promise<string | undefined>((done) => {
+    const req = request({ socketPath, path: '/version', timeout: 5000 }, (res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => {
+        body += chunk.toString('utf8');
+      });
+      res.on('end', () => {
+        try {
+          done(String((JSON.parse(body) as { ApiVersion?: string }).ApiVersion ?? '') || undefined);
+        } catch {
+          done(undefined);
+        }
+      });
+    });
+    req.on('error', () => done(undefined));
+    req.on('timeout', () => req.destroy());
+    req.end();
+  });
+  return { dockerApiVersion: apiVersion, dockerNofileHard: await daemonNofileHard() };
+}
+
+async function daemonNofileHard(): Promise<number | undefined> {
+  let entries: string[];
+  try {
+    entries = await readdir('/proc');
+  } catch {
+    return undefined;
+  }
+  for (const pid of entries.filter((e) => /^[0-9]+$/.test(e))) {
+    try {
+      if ((await readFile(`/proc/${pid}/comm`, 'utf8')).trim() !== 'dockerd') continue;
+      const line = (await readFile(`/proc/${pid}/limits`, 'utf8'))
+        .split('\n')
+        .find((l) => l.startsWith('Max open files'));
+      const hard = Number(line?.trim().split(/\s+/)[4]);
+      return Number.isInteger(hard) && hard > 0 ? hard : undefined;
+    } catch {}
+  }
+  return undefined;
 }

@@ -35,8 +35,7 @@ const outputs = buildEnvironment({
 
 export const endpoint = outputs.endpoint;
 export const caCertificate = outputs.caCertificate;
-export const grafanaUrl = outputs.grafanaUrl;
-export const prometheusUrl = outputs.prometheusUrl;
+export const monitoringUrls = outputs.monitoringUrls;
 export const imageDigests = outputs.imageDigests;
 export const imageDrift = outputs.imageDrift;
 export const capacityReport = outputs.capacityReport;

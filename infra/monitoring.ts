@@ -29,7 +29,8 @@ export interface MonitoringArgs {
   target: HostTarget;
   provider: docker.Provider;
   network: pulumi.Input<string>;
-  images: { prometheus: string; nodeExporter: string; grafana: string };
+  /** grafana absent: no Grafana (its files, volume and container are not declared). */
+  images: { prometheus: string; nodeExporter: string; grafana?: string };
   /** Host directory for Prometheus and Grafana config (sub-directories prometheus/ and grafana/). */
   configDir: string;
   /** Host directory node-exporter's textfile collector reads. */
@@ -54,6 +55,8 @@ export interface MonitoringArgs {
   dashboards: DashboardFile[];
   logMaxSizeMb: number;
   logMaxFiles: number;
+  /** Keep the Prometheus (and Grafana) data volumes when the stack is destroyed. */
+  retainData: boolean;
 }
 
 export class Monitoring extends pulumi.ComponentResource {
@@ -110,42 +113,10 @@ export class Monitoring extends pulumi.ComponentResource {
       },
       parent,
     );
-    const grafanaFiles = new HostFiles(
-      'grafana-files',
-      {
-        target: args.target,
-        dir: grafanaDir,
-        group: args.group,
-        files: [
-          {
-            name: 'provisioning/datasources/prometheus.yml',
-            content: renderDatasources({
-              prometheusUrl: `http://${prometheusName}:${PROMETHEUS_CONTAINER_PORT}`,
-              scrapeIntervalSeconds: args.scrapeIntervalSeconds,
-            }),
-            mode: '0640',
-          },
-          {
-            name: 'provisioning/dashboards/chatmirror.yml',
-            content: renderDashboardProvider({ path: '/etc/grafana/dashboards' }),
-            mode: '0640',
-          },
-          ...args.dashboards.map((d) => ({ name: `dashboards/${d.name}`, content: d.content, mode: '0640' })),
-          { name: 'secrets/admin-password', content: pulumi.secret(args.grafanaAdminPassword), mode: '0640' },
-        ],
-      },
-      parent,
-    );
-
     const prometheusData = new dockerProvider.Volume(
       `${prometheusName}-data`,
       { name: `${prometheusName}-data`, labels: [{ label: 'chatmirror.stack', value: args.stack }] },
-      { ...onHost, retainOnDelete: true },
-    );
-    const grafanaData = new dockerProvider.Volume(
-      `${grafanaName}-data`,
-      { name: `${grafanaName}-data`, labels: [{ label: 'chatmirror.stack', value: args.stack }] },
-      { ...onHost, retainOnDelete: true },
+      { ...onHost, retainOnDelete: args.retainData },
     );
     const log = { logMaxSizeMb: args.logMaxSizeMb, logMaxFiles: args.logMaxFiles };
     const network = (alias: string) => ({
@@ -237,63 +208,109 @@ export class Monitoring extends pulumi.ComponentResource {
       },
       { ...onHost, deleteBeforeReplace: true, dependsOn: [prometheusFiles, nodeExporter] },
     );
-    const grafana = new dockerProvider.Container(
-      grafanaName,
-      {
-        name: grafanaName,
-        image: args.images.grafana,
-        envs: [
-          'GF_PATHS_PROVISIONING=/etc/grafana/provisioning',
-          // Logs to stdout only: the root filesystem is read-only, and Docker rotates stdout (json-file).
-          'GF_LOG_MODE=console',
-          'GF_SECURITY_ADMIN_PASSWORD__FILE=/etc/grafana/secrets/admin-password',
-          'GF_SECURITY_DISABLE_GRAVATAR=true',
-          'GF_AUTH_ANONYMOUS_ENABLED=false',
-          'GF_USERS_ALLOW_SIGN_UP=false',
-          'GF_ANALYTICS_REPORTING_ENABLED=false',
-          'GF_ANALYTICS_CHECK_FOR_UPDATES=false',
-          'GF_PLUGINS_PREINSTALL_DISABLED=true',
-        ],
-        ...hardenedContainer({
-          user: `${GRAFANA_UID}:${args.group}`,
-          memoryMb: args.grafanaMemoryMb,
-          cpus: 1,
-          pidsLimit: 256,
-          ...log,
-        }),
-        mounts: [
-          {
-            type: 'bind',
-            source: `${grafanaDir}/provisioning`,
-            target: '/etc/grafana/provisioning',
-            readOnly: true,
-          },
-          {
-            type: 'bind',
-            source: `${grafanaDir}/dashboards`,
-            target: '/etc/grafana/dashboards',
-            readOnly: true,
-          },
-          { type: 'bind', source: `${grafanaDir}/secrets`, target: '/etc/grafana/secrets', readOnly: true },
-          { type: 'volume', source: grafanaData.name, target: '/var/lib/grafana' },
-        ],
-        ports: published(GRAFANA_CONTAINER_PORT, args.grafanaPort),
-        ...network(grafanaName),
-        restart: 'unless-stopped',
-        healthcheck: {
-          tests: ['CMD', 'wget', '-q', '-O', '/dev/null', 'http://127.0.0.1:3000/api/health'],
-          interval: '15s',
-          timeout: '5s',
-          retries: 3,
-          startPeriod: '60s',
+    this.containers = [nodeExporter, prometheus];
+    // Grafana only with an image: Debian has no package of it, so the offline image build cannot make one.
+    const grafanaImage = args.images.grafana;
+    if (grafanaImage !== undefined) {
+      const grafanaFiles = new HostFiles(
+        'grafana-files',
+        {
+          target: args.target,
+          dir: grafanaDir,
+          group: args.group,
+          files: [
+            {
+              name: 'provisioning/datasources/prometheus.yml',
+              content: renderDatasources({
+                prometheusUrl: `http://${prometheusName}:${PROMETHEUS_CONTAINER_PORT}`,
+                scrapeIntervalSeconds: args.scrapeIntervalSeconds,
+              }),
+              mode: '0640',
+            },
+            {
+              name: 'provisioning/dashboards/chatmirror.yml',
+              content: renderDashboardProvider({ path: '/etc/grafana/dashboards' }),
+              mode: '0640',
+            },
+            ...args.dashboards.map((d) => ({
+              name: `dashboards/${d.name}`,
+              content: d.content,
+              mode: '0640',
+            })),
+            {
+              name: 'secrets/admin-password',
+              content: pulumi.secret(args.grafanaAdminPassword),
+              mode: '0640',
+            },
+          ],
         },
-        wait: true,
-        waitTimeout: 180,
-        labels: labels('grafana'),
-      },
-      { ...onHost, deleteBeforeReplace: true, dependsOn: [grafanaFiles, prometheus] },
-    );
-    this.containers = [nodeExporter, prometheus, grafana];
+        parent,
+      );
+
+      const grafanaData = new dockerProvider.Volume(
+        `${grafanaName}-data`,
+        { name: `${grafanaName}-data`, labels: [{ label: 'chatmirror.stack', value: args.stack }] },
+        { ...onHost, retainOnDelete: args.retainData },
+      );
+      const grafana = new dockerProvider.Container(
+        grafanaName,
+        {
+          name: grafanaName,
+          image: grafanaImage,
+          envs: [
+            'GF_PATHS_PROVISIONING=/etc/grafana/provisioning',
+            // Logs to stdout only: the root filesystem is read-only, and Docker rotates stdout (json-file).
+            'GF_LOG_MODE=console',
+            'GF_SECURITY_ADMIN_PASSWORD__FILE=/etc/grafana/secrets/admin-password',
+            'GF_SECURITY_DISABLE_GRAVATAR=true',
+            'GF_AUTH_ANONYMOUS_ENABLED=false',
+            'GF_USERS_ALLOW_SIGN_UP=false',
+            'GF_ANALYTICS_REPORTING_ENABLED=false',
+            'GF_ANALYTICS_CHECK_FOR_UPDATES=false',
+            'GF_PLUGINS_PREINSTALL_DISABLED=true',
+          ],
+          ...hardenedContainer({
+            user: `${GRAFANA_UID}:${args.group}`,
+            memoryMb: args.grafanaMemoryMb,
+            cpus: 1,
+            pidsLimit: 256,
+            ...log,
+          }),
+          mounts: [
+            {
+              type: 'bind',
+              source: `${grafanaDir}/provisioning`,
+              target: '/etc/grafana/provisioning',
+              readOnly: true,
+            },
+            {
+              type: 'bind',
+              source: `${grafanaDir}/dashboards`,
+              target: '/etc/grafana/dashboards',
+              readOnly: true,
+            },
+            { type: 'bind', source: `${grafanaDir}/secrets`, target: '/etc/grafana/secrets', readOnly: true },
+            { type: 'volume', source: grafanaData.name, target: '/var/lib/grafana' },
+          ],
+          ports: published(GRAFANA_CONTAINER_PORT, args.grafanaPort),
+          ...network(grafanaName),
+          restart: 'unless-stopped',
+          healthcheck: {
+            tests: ['CMD', 'wget', '-q', '-O', '/dev/null', 'http://127.0.0.1:3000/api/health'],
+            interval: '15s',
+            timeout: '5s',
+            retries: 3,
+            startPeriod: '60s',
+          },
+          wait: true,
+          waitTimeout: 180,
+          labels: labels('grafana'),
+        },
+        { ...onHost, deleteBeforeReplace: true, dependsOn: [grafanaFiles, prometheus] },
+      );
+
+      this.containers.push(grafana);
+    }
     this.registerOutputs({ prometheusConfig: this.prometheusConfig, alertRules: this.alertRules });
   }
 }

@@ -19,6 +19,7 @@ import { parseDigestsFile, resolveImages } from './images.js';
 import { Monitoring } from './monitoring.js';
 import type { HostFacts } from './render/capacity.js';
 import { MiB } from './render/capacity.js';
+import { containerFeatures } from './render/daemon.js';
 import type { DashboardFile } from './render/grafana.js';
 import { type ApiKeyEntry, renderServiceConfig } from './render/service-config.js';
 import type { SshTarget } from './render/ssh.js';
@@ -45,8 +46,8 @@ export interface ProgramInputs {
 export interface ProgramOutputs {
   endpoint: string;
   caCertificate: pulumi.Output<string>;
-  grafanaUrl: string | undefined;
-  prometheusUrl: string | undefined;
+  /** Prometheus and Grafana addresses, only those deployed (an undefined stack output only draws a warning). */
+  monitoringUrls: { prometheus?: string; grafana?: string };
   imageDigests: Record<string, string>;
   imageDrift: pulumi.Output<unknown[]>;
   capacityReport: string;
@@ -95,6 +96,8 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
   const modelId = cfg.model.id ?? modelDir.split('/').filter(Boolean).pop() ?? 'model';
   const group = cfg.target.fileGroup;
 
+  const grafanaOn = cfg.monitoring.enabled && cfg.monitoring.grafana;
+
   // ---- capacity -----------------------------------------------------------------------------------------------
   const modelBytes = cfg.model.sizeBytes ?? inputs.modelBytes ?? 0;
   const capacity = new HostCapacity('capacity', {
@@ -109,7 +112,7 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
         ? {
             monitoring: {
               prometheusMemoryMb: cfg.monitoring.prometheusMemoryMb,
-              grafanaMemoryMb: cfg.monitoring.grafanaMemoryMb,
+              grafanaMemoryMb: grafanaOn ? cfg.monitoring.grafanaMemoryMb : 0,
               retentionSizeGb: cfg.monitoring.retentionSizeGb,
             },
           }
@@ -120,10 +123,14 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
     allowUndersized: cfg.capacity.allowUndersized,
   });
 
+  // What the target daemon grants, from the facts read off it: never declare what it would refuse.
+  const features = containerFeatures(inputs.facts);
+
   // ---- images and model ---------------------------------------------------------------------------------------
   const needed: ImageName[] = [
     'service',
-    ...(cfg.monitoring.enabled ? (['prometheus', 'nodeExporter', 'grafana'] as const) : []),
+    ...(cfg.monitoring.enabled ? (['prometheus', 'nodeExporter'] as const) : []),
+    ...(grafanaOn ? (['grafana'] as const) : []),
   ];
   const digestsText = inputs.readLocalFile(onOperator(cfg.images.digestsFile));
   const refs = resolveImages({
@@ -243,6 +250,7 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
     logMaxFiles: cfg.serving.logMaxFiles,
     healthStartPeriodSeconds: cfg.serving.healthStartPeriodSeconds,
     waitTimeoutSeconds: cfg.serving.waitTimeoutSeconds,
+    features,
     restartTriggers: createHash('sha256')
       .update(serviceConfig)
       .update(jwks ?? '')
@@ -277,7 +285,7 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
         images: {
           prometheus: images.prometheus!.ref,
           nodeExporter: images.nodeExporter!.ref,
-          grafana: images.grafana!.ref,
+          ...(images.grafana === undefined ? {} : { grafana: images.grafana.ref }),
         },
         configDir: dirs.monitoring,
         textfileDir: dirs.textfile,
@@ -299,8 +307,17 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
         dashboards: inputs.dashboards,
         logMaxSizeMb: cfg.serving.logMaxSizeMb,
         logMaxFiles: cfg.serving.logMaxFiles,
+        retainData: cfg.monitoring.retainData,
       },
-      { dependsOn: [images.prometheus!, images.nodeExporter!, images.grafana!, certMetric, network] },
+      {
+        dependsOn: [
+          images.prometheus!,
+          images.nodeExporter!,
+          ...(images.grafana === undefined ? [] : [images.grafana]),
+          certMetric,
+          network,
+        ],
+      },
     );
   }
 
@@ -313,7 +330,10 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
         table: cfg.firewall.table,
         priority: cfg.firewall.priority,
         apiPorts: Array.from({ length: cfg.serving.replicas }, (_, i) => cfg.serving.port + i),
-        adminPorts: cfg.monitoring.enabled ? [cfg.monitoring.prometheusPort, cfg.monitoring.grafanaPort] : [],
+        adminPorts: [
+          ...(cfg.monitoring.enabled ? [cfg.monitoring.prometheusPort] : []),
+          ...(grafanaOn ? [cfg.monitoring.grafanaPort] : []),
+        ],
         apiCidrs: cfg.firewall.apiCidrs,
         adminCidrs: cfg.firewall.adminCidrs,
       },
@@ -349,10 +369,12 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
   return {
     endpoint,
     caCertificate: tls.caCertPem,
-    grafanaUrl: cfg.monitoring.enabled ? `http://${adminHost}:${cfg.monitoring.grafanaPort}` : undefined,
-    prometheusUrl: cfg.monitoring.enabled
-      ? `http://${adminHost}:${cfg.monitoring.prometheusPort}`
-      : undefined,
+    monitoringUrls: {
+      ...(cfg.monitoring.enabled
+        ? { prometheus: `http://${adminHost}:${cfg.monitoring.prometheusPort}` }
+        : {}),
+      ...(grafanaOn ? { grafana: `http://${adminHost}:${cfg.monitoring.grafanaPort}` } : {}),
+    },
     imageDigests: Object.fromEntries(needed.map((name) => [name, refs[name]])),
     imageDrift: pulumi.all(drift).apply((all) => all.filter((d) => d !== undefined)),
     capacityReport: capacity.report.table,

@@ -10,6 +10,7 @@ import * as dockerProvider from '@pulumi/docker';
 import * as pulumi from '@pulumi/pulumi';
 import { CONTAINER_API_PORT } from './config.js';
 import { hardenedContainer } from './hardening.js';
+import type { ContainerFeatures } from './render/daemon.js';
 import { SERVICE_PATHS } from './render/service-config.js';
 import { SERVICE_ALIAS } from './render/tls.js';
 
@@ -36,6 +37,8 @@ export interface ServingContainerArgs {
   logMaxFiles: number;
   healthStartPeriodSeconds: number;
   waitTimeoutSeconds: number;
+  /** What the target daemon grants (render/daemon.ts): healthcheck start interval, nofile limit. */
+  features: ContainerFeatures;
   /** Changes that must restart the replicas (the config files' content hash), so a new config is read. */
   restartTriggers?: pulumi.Input<string>;
   provider: docker.Provider;
@@ -99,6 +102,7 @@ export class ServingContainer extends pulumi.ComponentResource {
               pidsLimit: args.pidsLimit,
               logMaxSizeMb: args.logMaxSizeMb,
               logMaxFiles: args.logMaxFiles,
+              nofile: args.features.nofile,
               tmpfs: { '/tmp': 256 },
             }),
             mounts: [
@@ -126,7 +130,9 @@ export class ServingContainer extends pulumi.ComponentResource {
               timeout: '5s',
               retries: 3,
               startPeriod: `${args.healthStartPeriodSeconds}s`,
-              startInterval: '2s',
+              // Probes every 2 s during the start period (ready in seconds, not after a 15 s interval); only
+              // where the daemon's API has it (1.44+), else the create fails.
+              ...(args.features.healthStartInterval ? { startInterval: '2s' } : {}),
             },
             wait: true,
             waitTimeout: args.waitTimeoutSeconds,

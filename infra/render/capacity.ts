@@ -3,6 +3,7 @@
  * need-vs-have table a preview prints (and fails on, unless capacity.allowUndersized).
  */
 import type { Profile } from '../config.js';
+import { compareApiVersions, type DaemonFacts, MIN_DOCKER_API } from './daemon.js';
 
 export const GiB = 1024 ** 3;
 export const MiB = 1024 ** 2;
@@ -18,7 +19,6 @@ export const PROFILE_FLOORS: Record<
   prod: { memoryBytes: 16 * GiB, cpuCores: 4, diskFreeBytes: 50 * GB },
 };
 
-export const MIN_DOCKER_MAJOR = 24; // healthcheck start-period + `wait` semantics the containers rely on
 const OS_RESERVE_BYTES = 1 * GiB; // kernel, page cache for the model files, sshd, dockerd
 const IMAGES_BYTES = 5 * GB; // service + prometheus + node-exporter + grafana, with a layer or two of slack
 const NODE_EXPORTER_BYTES = 128 * MiB;
@@ -26,7 +26,7 @@ const NODE_EXPORTER_BYTES = 128 * MiB;
 const MODEL_MEMORY_FACTOR = 1.5;
 const RUNTIME_OVERHEAD_BYTES = 512 * MiB; // Node, tokenizer, Fastify, per replica
 
-export interface HostFacts {
+export interface HostFacts extends DaemonFacts {
   cpuCores: number;
   memoryBytes: number;
   /** Free space where Docker keeps its data. */
@@ -106,7 +106,6 @@ export function capacityNeeds(inputs: CapacityInputs): CapacityNeeds {
 
 export function evaluateCapacity(inputs: CapacityInputs, facts: HostFacts): CapacityReport {
   const needs = capacityNeeds(inputs);
-  const dockerMajor = Number.parseInt(facts.dockerVersion ?? '', 10);
   const rows: Requirement[] = [
     {
       resource: 'memory',
@@ -131,10 +130,15 @@ export function evaluateCapacity(inputs: CapacityInputs, facts: HostFacts): Capa
     },
     {
       resource: 'docker',
-      need: `≥ ${MIN_DOCKER_MAJOR}.0`,
-      have: facts.dockerVersion ?? 'not reachable',
-      ok: Number.isFinite(dockerMajor) && dockerMajor >= MIN_DOCKER_MAJOR,
-      why: 'healthchecks with start period; the provider waits for healthy containers',
+      need: `Engine API ≥ ${MIN_DOCKER_API}`,
+      have:
+        facts.dockerApiVersion === undefined
+          ? (facts.dockerVersion ?? 'not reachable')
+          : `${facts.dockerVersion ?? '?'} (API ${facts.dockerApiVersion})`,
+      ok:
+        facts.dockerApiVersion !== undefined &&
+        compareApiVersions(facts.dockerApiVersion, MIN_DOCKER_API) >= 0,
+      why: 'start or upgrade dockerd (the program declares only what this API version grants)',
     },
     {
       resource: 'model fits replica',

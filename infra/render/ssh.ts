@@ -57,7 +57,10 @@ export function hostFactsScript(dockerDataPath: string): string {
     'mem=$(awk \'/^MemTotal:/ {printf "%.0f", $2 * 1024}\' /proc/meminfo)',
     `disk=$(df -P -B1 ${path} 2>/dev/null | awk 'NR == 2 {print $4}' || echo 0)`,
     "docker=$(docker version --format '{{.Server.Version}}' 2>/dev/null || true)",
+    "api=$(docker version --format '{{.Server.APIVersion}}' 2>/dev/null || true)",
+    // The daemon's own hard nofile limit: a container cannot be given more (/proc/PID/limits is world-readable).
+    "nofile=$(pid=$(pidof dockerd 2>/dev/null | cut -d' ' -f1); [ -n \"$pid\" ] && awk '/^Max open files/ {print $5}' /proc/$pid/limits 2>/dev/null || true)",
     "gpus=$(nvidia-smi -L 2>/dev/null | sed 's/\"//g' | paste -sd '|' - || true)",
-    `printf '{"cpuCores":%s,"memoryBytes":%s,"diskFreeBytes":%s,"diskPath":"%s","dockerVersion":"%s","gpus":"%s"}\\n' "$cores" "$mem" "\${disk:-0}" ${path} "$docker" "$gpus"`,
+    `printf '{"cpuCores":%s,"memoryBytes":%s,"diskFreeBytes":%s,"diskPath":"%s","dockerVersion":"%s","dockerApiVersion":"%s","dockerNofileHard":"%s","gpus":"%s"}\\n' "$cores" "$mem" "\${disk:-0}" ${path} "$docker" "$api" "$nofile" "$gpus"`,
   ].join('\n');
 }

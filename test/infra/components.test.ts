@@ -11,7 +11,6 @@ import type { HostTarget } from '../../infra/host.js';
 import { collectRemoteFacts, HostCapacity } from '../../infra/host-capacity.js';
 import { HostFiles } from '../../infra/host-files.js';
 import { Monitoring } from '../../infra/monitoring.js';
-import { installMocks, type MockRecorder, resolve } from './plan.js';
 import { GiB } from '../../infra/render/capacity.js';
 import { readDashboards } from '../../infra/render/grafana.js';
 import { ServingContainer } from '../../infra/serving-container.js';
@@ -19,6 +18,7 @@ import { Tls } from '../../infra/tls.js';
 import { VerifiedImage } from '../../infra/verified-image.js';
 import { VerifiedModel } from '../../infra/verified-model.js';
 import { DIGESTS, digest, providedCertificate } from './fixtures.js';
+import { installMocks, type MockRecorder, resolve } from './plan.js';
 
 const LOCAL: HostTarget = { kind: 'local', sudo: false };
 const REMOTE: HostTarget = {
@@ -38,6 +38,7 @@ const FACTS = {
   diskFreeBytes: 200e9,
   diskPath: '/var/lib/docker',
   dockerVersion: '27.3.1',
+  dockerApiVersion: '1.47',
   gpus: [],
 };
 
@@ -281,6 +282,7 @@ describe('ServingContainer', () => {
     logMaxFiles: 10,
     healthStartPeriodSeconds: 180,
     waitTimeoutSeconds: 600,
+    features: { healthStartInterval: true, nofile: 65_536 },
     provider: new docker.Provider('docker', {}),
     dependsOn: [],
   });
@@ -395,6 +397,7 @@ describe('Monitoring', () => {
       alerts,
       benchmarks: true,
       serviceTargets: ['chatmirror-prod-0:8443'],
+      retainData: true,
       caCertPem: 'CA',
       metricsToken: 'TOKEN',
       grafanaAdminPassword: 'PASSWORD',

@@ -7,7 +7,6 @@ import { describe, expect, it } from 'vitest';
 import { parseStackConfig } from '../../infra/config.js';
 import { parseRemoteFacts } from '../../infra/host-capacity.js';
 import { parseDigestsFile, resolveImages } from '../../infra/images.js';
-import { PROJECT_DIR } from './plan.js';
 import { renderBenchmarkService, renderBenchmarkTimer } from '../../infra/render/benchmarks.js';
 import {
   type CapacityInputs,
@@ -26,6 +25,7 @@ import {
 } from '../../infra/render/shell.js';
 import { hostFactsScript, knownHostsLine, sshCommandLine, sshOptions } from '../../infra/render/ssh.js';
 import { DIGESTS, DIGESTS_FILE, digest } from './fixtures.js';
+import { PROJECT_DIR } from './plan.js';
 
 const PROD: CapacityInputs = {
   profile: 'prod',
@@ -43,6 +43,7 @@ const BIG: HostFacts = {
   diskFreeBytes: 500e9,
   diskPath: '/var/lib/docker',
   dockerVersion: '27.3.1',
+  dockerApiVersion: '1.47',
   gpus: [],
 };
 
@@ -87,16 +88,28 @@ describe('capacity', () => {
     ).toBe('109.3 GB');
   });
 
-  it('checks that the model fits a replica and that Docker is recent', () => {
-    const report = evaluateCapacity({ ...PROD, modelBytes: 7e9 }, { ...BIG, dockerVersion: '20.10.7' });
+  it('checks that the model fits a replica and that the Docker Engine API is one the program supports', () => {
+    const report = evaluateCapacity(
+      { ...PROD, modelBytes: 7e9 },
+      { ...BIG, dockerVersion: '19.03.15', dockerApiVersion: '1.40' },
+    );
     expect(report.rows.filter((r) => !r.ok).map((r) => r.resource)).toEqual(['docker', 'model fits replica']);
     expect(report.table).toContain('raise serving.memoryMb');
+    expect(report.table).toMatch(/docker +Engine API ≥ 1\.41 +19\.03\.15 \(API 1\.40\) +SHORT/);
+    // Debian bookworm's docker.io (20.10, API 1.41) is enough: the program declares only what it grants.
+    const debian = { ...BIG, dockerVersion: '20.10.24+dfsg1', dockerApiVersion: '1.41' };
+    expect(evaluateCapacity(PROD, debian).rows.find((r) => r.resource === 'docker')!.ok).toBe(true);
+    const unreachable = { ...BIG, dockerVersion: undefined, dockerApiVersion: undefined };
+    expect(evaluateCapacity(PROD, unreachable).rows.find((r) => r.resource === 'docker')).toMatchObject({
+      have: 'not reachable',
+      ok: false,
+    });
   });
 
   it('reads the remote probe', () => {
     expect(
       parseRemoteFacts(
-        '{"cpuCores":8,"memoryBytes":34359738368,"diskFreeBytes":1e11,"diskPath":"/var/lib/docker","dockerVersion":"27.0.3","gpus":"GPU 0: NVIDIA L4|GPU 1: NVIDIA L4"}\n',
+        '{"cpuCores":8,"memoryBytes":34359738368,"diskFreeBytes":1e11,"diskPath":"/var/lib/docker","dockerVersion":"27.0.3","dockerApiVersion":"1.46","dockerNofileHard":"1048576","gpus":"GPU 0: NVIDIA L4|GPU 1: NVIDIA L4"}\n',
       ),
     ).toEqual({
       cpuCores: 8,
@@ -104,6 +117,8 @@ describe('capacity', () => {
       diskFreeBytes: 1e11,
       diskPath: '/var/lib/docker',
       dockerVersion: '27.0.3',
+      dockerApiVersion: '1.46',
+      dockerNofileHard: 1048576,
       gpus: ['GPU 0: NVIDIA L4', 'GPU 1: NVIDIA L4'],
     });
     expect(() => parseRemoteFacts('bash: nproc: not found')).toThrow(/printed no JSON/);

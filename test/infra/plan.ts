@@ -84,6 +84,7 @@ export const DEFAULT_FACTS: HostFacts = {
   diskFreeBytes: 200e9,
   diskPath: '/var/lib/docker',
   dockerVersion: '27.3.1',
+  dockerApiVersion: '1.47',
   gpus: [],
 };
 

@@ -3,7 +3,6 @@
  * settings. `planStack` is also what a later step uses to turn the local stack's containers into `docker run`.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type Plan, type PlannedResource, planStack } from './plan.js';
 import { GiB } from '../../infra/render/capacity.js';
 import {
   BENCH_TOKEN,
@@ -13,6 +12,7 @@ import {
   METRICS_TOKEN,
   stackPlanOptions,
 } from './fixtures.js';
+import { type Plan, type PlannedResource, planStack } from './plan.js';
 
 const CONTAINER = 'docker:index/container:Container';
 
@@ -60,9 +60,12 @@ describe.each(['local', 'staging', 'prod'])('the %s stack', (stack) => {
     );
     expect(plan.outputs.endpoint).toMatch(/^https:\/\//);
     expect(plan.outputs.caCertificate).toContain('-----BEGIN CERTIFICATE-----');
-    expect(plan.outputs.grafanaUrl).toMatch(/^http:\/\/.+:3000$/);
-    expect(plan.outputs.prometheusUrl).toMatch(/^http:\/\/.+:9090$/);
-    expect(plan.outputs.imageDigests).toEqual(DIGESTS);
+    const urls = plan.outputs.monitoringUrls as Record<string, string>;
+    expect(urls.prometheus).toMatch(/^http:\/\/.+:9090$/);
+    if (stack === 'local') expect(urls.grafana).toBeUndefined();
+    else expect(urls.grafana).toMatch(/^http:\/\/.+:3000$/);
+    const { grafana: _grafana, ...withoutGrafana } = DIGESTS;
+    expect(plan.outputs.imageDigests).toEqual(stack === 'local' ? withoutGrafana : DIGESTS);
     expect(plan.outputs.capacityReport).toMatch(/^resource +need +have/);
   });
 
@@ -137,6 +140,7 @@ describe('local', () => {
           diskFreeBytes: 20e9,
           diskPath: '/var/lib/docker',
           dockerVersion: '27.0.0',
+          dockerApiVersion: '1.46',
           gpus: [],
         },
       }),
