@@ -37,6 +37,7 @@ import { MemoryStore } from './security/quotas/memory-store.js';
 import { QuotaManager } from './security/quotas/quota-manager.js';
 import { RedisStore } from './security/quotas/redis-store.js';
 import type { QuotaStore } from './security/quotas/store.js';
+import { describeStoreError, StoreHealth } from './security/quotas/store-health.js';
 import { fastifyServerOptions, type TlsKeyPair } from './server-options.js';
 
 export interface AppOptions {
@@ -66,10 +67,26 @@ declare module 'fastify' {
   }
 }
 
-async function createQuotaStore(config: ServiceConfig, app: FastifyInstance): Promise<QuotaStore> {
+async function createQuotaStore(config: ServiceConfig, health: StoreHealth): Promise<QuotaStore> {
   if (config.quotas.store === 'memory') return new MemoryStore();
-  return RedisStore.connect(config.quotas.redisUrl!, {
-    onError: (err) => app.log.warn({ err }, 'quota store (redis) error'),
+  // Connection errors are reported through `health` (one log line per outage), not one per reconnect attempt.
+  return RedisStore.connect(config.quotas.redisUrl!, { health });
+}
+
+/** Quota store failures: counted each, logged once when an outage starts and once when it ends. */
+function createStoreHealth(app: FastifyInstance, metrics: Metrics | undefined): StoreHealth {
+  return new StoreHealth({
+    onFailure: (operation) => metrics?.quotaStoreErrors.inc({ operation }),
+    onOutage: (operation, err) =>
+      app.log.error(
+        { operation, error: describeStoreError(err) },
+        `quota store unreachable: generation requests get 503 quota_store_unavailable until it answers (${describeStoreError(err)})`,
+      ),
+    onRecovery: (outageMs, failures) =>
+      app.log.info(
+        { outageMs: Math.round(outageMs), failures },
+        `quota store reachable again after ${Math.round(outageMs)} ms (${failures} failed calls)`,
+      ),
   });
 }
 
@@ -101,7 +118,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.decorate('authenticator', authenticator);
   const metrics = config.metrics.enabled ? createMetrics({ engine }) : undefined;
   app.decorate('metrics', metrics);
-  const quotas = new QuotaManager(await createQuotaStore(config, app), config.quotas.default);
+  const storeHealth = createStoreHealth(app, metrics);
+  const quotas = new QuotaManager(await createQuotaStore(config, storeHealth), config.quotas.default, {
+    health: storeHealth,
+    retryAfterSeconds: config.limits.retryAfterSeconds,
+  });
   app.addHook('onClose', async () => {
     await quotas.close();
     metrics?.close();

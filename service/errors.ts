@@ -80,6 +80,11 @@ export const API_ERRORS = {
   },
   server_shutting_down: { status: 503, type: 'server_error', doc: 'the server is draining for shutdown' },
   model_not_ready: { status: 503, type: 'server_error', doc: 'the model is not loaded or its worker failed' },
+  quota_store_unavailable: {
+    status: 503,
+    type: 'server_error',
+    doc: 'the quota store (Redis) is unreachable, so requests cannot be metered; see Retry-After',
+  },
   internal_error: { status: 500, type: 'server_error', doc: 'a bug: the server failed unexpectedly' },
 } as const satisfies Record<string, { status: number; type: string; doc: string }>;
 

@@ -13,6 +13,7 @@ import type { ServiceConfig } from './config/schema.js';
 import { Engine } from './engine/index.js';
 import { startMetricsListener } from './observability/http-metrics-plugin.js';
 import { loggerOptions } from './observability/logging.js';
+import { logUnhandledRejections } from './observability/process-guards.js';
 import { type DevAuth, ensureDevAuth } from './security/auth/dev-auth.js';
 import { serviceBaseUrl, type TlsKeyPair } from './server-options.js';
 import { ensureDevCertificate } from './tls/dev-cert.js';
@@ -78,6 +79,8 @@ export async function serve(options: ServeOptions = {}): Promise<RunningService>
     throw err;
   }
 
+  // Last line only: known failure paths handle their own errors; this keeps a missed one from killing streams.
+  const stopLoggingRejections = logUnhandledRejections(app.log, app.metrics?.unhandledRejections);
   const baseUrl = serviceBaseUrl(config, app.server.address());
   const metricsListener =
     app.metrics && config.metrics.port !== undefined
@@ -141,6 +144,7 @@ export async function serve(options: ServeOptions = {}): Promise<RunningService>
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
     process.off('SIGHUP', onHangup);
+    stopLoggingRejections();
     await metricsListener?.close();
     app.log.info('shut down');
   }

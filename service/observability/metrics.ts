@@ -64,6 +64,10 @@ export interface Metrics {
   readonly authFailures: Counter<'reason'>;
   readonly rateLimited: Counter<'reason'>;
   readonly contentFiltered: Counter<'stage'>;
+  /** Failed quota store calls (Redis unreachable), by operation: admit, release, record_tokens, renew, connection. */
+  readonly quotaStoreErrors: Counter<'operation'>;
+  /** Promise rejections nothing handled (bugs), caught by the process-level logger. */
+  readonly unhandledRejections: Counter;
   /** The exposition text. */
   scrape(): Promise<string>;
   /** Stops listening to the engine; the registry stays readable. */
@@ -174,6 +178,16 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       'Deny-list matches, on the prompt (refused) or the output (stopped).',
       ['stage'],
     ),
+    quotaStoreErrors: counter(
+      'chatmirror_quota_store_errors_total',
+      'Failed quota store calls, by operation (admit, release, record_tokens, renew, connection).',
+      ['operation'],
+    ),
+    unhandledRejections: new Counter({
+      name: 'chatmirror_unhandled_rejections_total',
+      help: 'Promise rejections that nothing handled (each is a bug), logged by the process-level handler.',
+      registers,
+    }),
     scrape: () => registry.metrics(),
     close() {
       unsubscribe?.();

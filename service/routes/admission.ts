@@ -30,6 +30,11 @@ export async function admit(
       throw err;
     });
   reply.headers(admission.headers);
-  reply.raw.once('close', () => void admission.release());
+  // release() reports store failures itself and never rejects; the catch is the last line, should that change.
+  reply.raw.once('close', () => {
+    admission
+      .release()
+      .catch((err: unknown) => request.log.error({ err }, 'releasing the quota slot failed'));
+  });
   return admission;
 }

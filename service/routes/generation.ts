@@ -94,7 +94,9 @@ export async function startGeneration(
         });
       });
       // The estimate charged at admission is replaced by what was really used, however the request ended.
-      void quota.recordTokens(promptTokens + totals.completionTokens);
+      quota
+        .recordTokens(promptTokens + totals.completionTokens)
+        .catch((err: unknown) => request.log.error({ err }, 'recording token usage failed'));
       logCompletion(
         request.log,
         {

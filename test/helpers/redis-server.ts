@@ -83,12 +83,16 @@ async function startOnce(port: number, dir: string): Promise<ChildProcess> {
   return child;
 }
 
-export async function startRedis(): Promise<TestRedis> {
+/**
+ * Starts a redis-server on a free port, or on `port` (a restart in place, so clients that hold the old URL
+ * reconnect to it).
+ */
+export async function startRedis(options: { port?: number } = {}): Promise<TestRedis> {
   const dir = await mkdtemp(join(tmpdir(), 'chatmirror-redis-'));
   let lastError: unknown;
   // Another process may take the port between freePort() and redis binding it: try a fresh one.
-  for (let attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
-    const port = await freePort();
+  for (let attempt = 0; attempt < (options.port === undefined ? PORT_ATTEMPTS : 1); attempt++) {
+    const port = options.port ?? (await freePort());
     try {
       const child = await startOnce(port, dir);
       return { url: `redis://127.0.0.1:${port}`, process: child, dir };

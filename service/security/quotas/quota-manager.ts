@@ -10,10 +10,16 @@
  *
  * A limit of 0 means "no limit" for that dimension, and its headers are left out (there is nothing to count
  * down). An operator who wants a subject to have no access removes its key or scope instead.
+ *
+ * When the store fails (Redis unreachable), admission fails closed with 503 `quota_store_unavailable` rather
+ * than letting requests run unmetered; `release` and `recordTokens`, which run after the response, never
+ * reject: their failures go to the StoreHealth (a metric, one log line per outage), and a slot that could not
+ * be freed expires by itself after its TTL.
  */
 import type { SubjectLimits } from '../../config/schema.js';
 import { ApiError } from '../../errors.js';
 import type { BucketHit, BucketState, ConsumeResult, QuotaStore } from './store.js';
+import { StoreHealth, type StoreOperation } from './store-health.js';
 
 /** Every rate is per minute. */
 export const QUOTA_WINDOW_MS = 60_000; // 1 minute
@@ -28,8 +34,10 @@ export type QuotaLimits = Required<SubjectLimits>;
 
 export interface QuotaManagerOptions {
   slotTtlMs?: number;
-  /** A failed slot renewal (Redis briefly unreachable); the request goes on. */
-  onBackgroundError?: (err: unknown) => void;
+  /** Told of every store failure and success; `available` feeds /ready. Default: a silent one. */
+  health?: StoreHealth;
+  /** Retry-After of the 503 sent while the store is unreachable. */
+  retryAfterSeconds?: number;
 }
 
 export interface Admission {
@@ -37,10 +45,14 @@ export interface Admission {
   readonly headers: Record<string, string>;
   /**
    * Replaces the up-front estimate with the real prompt + completion tokens (usage.total_tokens, all choices).
-   * Only the first call counts.
+   * Only the first call counts. Rejects only for a count that is not a non-negative number (a bug); a store
+   * failure is reported to the StoreHealth instead.
    */
   recordTokens(actual: number): Promise<void>;
-  /** Frees the concurrency slot; call once the response ends, however it ends. Only the first call counts. */
+  /**
+   * Frees the concurrency slot; call once the response ends, however it ends. Only the first call counts.
+   * Never rejects: a store failure is reported to the StoreHealth, and the slot expires after its TTL.
+   */
   release(): Promise<void>;
 }
 
@@ -68,7 +80,8 @@ export class QuotaManager {
   readonly #store: QuotaStore;
   readonly #defaults: QuotaLimits;
   readonly #slotTtlMs: number;
-  readonly #onBackgroundError: (err: unknown) => void;
+  readonly #health: StoreHealth;
+  readonly #retryAfterSeconds: number;
   /** Renewal timers of admitted requests still holding a slot, cleared on close. */
   readonly #renewals = new Set<NodeJS.Timeout>();
 
@@ -80,7 +93,44 @@ export class QuotaManager {
     this.#store = store;
     this.#defaults = { ...defaults };
     this.#slotTtlMs = options.slotTtlMs ?? DEFAULT_SLOT_TTL_MS;
-    this.#onBackgroundError = options.onBackgroundError ?? (() => {});
+    this.#health = options.health ?? new StoreHealth();
+    this.#retryAfterSeconds = options.retryAfterSeconds ?? CONCURRENCY_RETRY_AFTER_SECONDS;
+  }
+
+  /** False while the store is unreachable (since a call failed, until one succeeds or it reconnects). */
+  get storeAvailable(): boolean {
+    return this.#health.available;
+  }
+
+  /**
+   * A store call made while admitting: a failure becomes the 503 (programming errors, RangeError, stay as
+   * they are: they are bugs, not outages).
+   */
+  async #admitting<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      const result = await call();
+      this.#health.succeeded();
+      return result;
+    } catch (err) {
+      if (err instanceof RangeError) throw err;
+      this.#health.failed('admit', err);
+      throw new ApiError(
+        'quota_store_unavailable',
+        'The quota store is unreachable, so the request cannot be metered; retry later.',
+        null,
+        { 'retry-after': String(this.#retryAfterSeconds) },
+      );
+    }
+  }
+
+  /** A store call made after admission, whose failure the request must not see. */
+  async #background(operation: StoreOperation, call: () => Promise<unknown>): Promise<void> {
+    try {
+      await call();
+      this.#health.succeeded();
+    } catch (err) {
+      this.#health.failed(operation, err);
+    }
   }
 
   /** The subject's own limits (from its key or token), field by field over the configured defaults. */
@@ -115,13 +165,15 @@ export class QuotaManager {
         `Request too large on tokens per min (TPM): Limit ${tokenHit.limit}, Requested ${estimate} ` +
           '(prompt + max_tokens). Lower max_tokens or shorten the prompt.',
         // No Retry-After: waiting would not help.
-        await this.#currentHeaders(requestHit, tokenHit),
+        await this.#admitting(() => this.#currentHeaders(requestHit, tokenHit)),
       );
     }
 
     let slot: string | null = null;
     if (limits.concurrentRequests > 0) {
-      slot = await this.#store.acquireSlot(keys.concurrent, limits.concurrentRequests, this.#slotTtlMs);
+      slot = await this.#admitting(() =>
+        this.#store.acquireSlot(keys.concurrent, limits.concurrentRequests, this.#slotTtlMs),
+      );
       if (slot === null) {
         throw new QuotaExceededError(
           'concurrent_requests',
@@ -129,20 +181,21 @@ export class QuotaManager {
             'Retry when one of them has finished.',
           {
             'retry-after': String(CONCURRENCY_RETRY_AFTER_SECONDS),
-            ...(await this.#currentHeaders(requestHit, tokenHit)),
+            ...(await this.#admitting(() => this.#currentHeaders(requestHit, tokenHit))),
           },
         );
       }
     }
 
-    const freeSlot = async () => {
-      if (slot !== null) await this.#store.releaseSlot(keys.concurrent, slot);
-    };
+    const freeSlot = () =>
+      this.#background('release', async () => {
+        if (slot !== null) await this.#store.releaseSlot(keys.concurrent, slot);
+      });
     let result: ConsumeResult;
     try {
-      result = await this.#store.consume(hits);
+      result = await this.#admitting(() => this.#store.consume(hits));
     } catch (err) {
-      await freeSlot().catch(() => {});
+      await freeSlot();
       throw err;
     }
     const requests = requestHit ? result.buckets[0] : undefined;
@@ -163,7 +216,10 @@ export class QuotaManager {
         if (recorded || !tokenHit) return;
         recorded = true;
         const correction = Math.ceil(actual) - estimate;
-        if (correction !== 0) await this.#store.adjust({ ...tokenHit, cost: correction });
+        if (correction !== 0)
+          await this.#background('record_tokens', () =>
+            this.#store.adjust({ ...tokenHit, cost: correction }),
+          );
       },
       release: async () => {
         if (released) return;
@@ -188,7 +244,7 @@ export class QuotaManager {
   #startRenewal(key: string, slot: string): NodeJS.Timeout {
     const timer = setInterval(
       () => {
-        this.#store.renewSlot(key, slot, this.#slotTtlMs).catch(this.#onBackgroundError);
+        void this.#background('renew', () => this.#store.renewSlot(key, slot, this.#slotTtlMs));
       },
       Math.max(1, Math.floor(this.#slotTtlMs / RENEWALS_PER_TTL)),
     );

@@ -16,6 +16,7 @@ import {
   type ConsumeResult,
   type QuotaStore,
 } from './store.js';
+import type { StoreHealth } from './store-health.js';
 
 export const DEFAULT_KEY_PREFIX = 'chatmirror:quota:';
 /** A quota check waits at most this long for Redis before the request fails (instead of hanging). */
@@ -28,6 +29,11 @@ export interface RedisStoreOptions {
   connectTimeoutMs?: number;
   /** Connection errors (Redis restarts, network); the client reconnects by itself. */
   onError?: (err: Error) => void;
+  /**
+   * Told when the connection is lost (an error, or the socket closing) and when it is ready again, so that
+   * readiness follows Redis even before a request fails.
+   */
+  health?: StoreHealth;
 }
 
 // Shared by every script: Redis's clock in whole milliseconds, and numbers written without Lua's %.14g rounding.
@@ -130,11 +136,23 @@ const SCRIPTS = {
 export class RedisStore implements QuotaStore {
   readonly #client: Redis;
   readonly #prefix: string;
+  /** Set by close(): the connection ending then is no outage. */
+  #closing = false;
 
   /** Takes ownership of a connected client: `close()` quits it. */
-  constructor(client: Redis, options: Pick<RedisStoreOptions, 'keyPrefix'> = {}) {
+  constructor(client: Redis, options: Pick<RedisStoreOptions, 'keyPrefix' | 'health'> = {}) {
     this.#client = client;
     this.#prefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
+    const { health } = options;
+    if (health) {
+      client.on('error', (err: Error) => {
+        if (!this.#closing) health.failed('connection', err);
+      });
+      client.on('close', () => {
+        if (!this.#closing) health.failed('connection', new Error('the connection to Redis closed'));
+      });
+      client.on('ready', () => health.succeeded());
+    }
   }
 
   /**
@@ -200,6 +218,7 @@ export class RedisStore implements QuotaStore {
   }
 
   async close(): Promise<void> {
+    this.#closing = true;
     try {
       await this.#client.quit();
     } catch {
