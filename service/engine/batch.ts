@@ -12,9 +12,16 @@ export type EmitEvents = (batch: [id: number, events: GenerationEvent[]][], deco
  * `forward` for all running rows; a finished or cancelled row leaves before the next step. When rows are
  * running, at most one newcomer is prefilled per step, so a burst of arrivals cannot stall the streams that
  * are already going by more than one prefill each step.
+ *
+ * A sequence is in one of three places: `waiting`, being prefilled or prefilled and about to join (`joining`,
+ * a local of `run`), or `rows`. A cancel must reach it in any of them, so every live sequence is also kept by
+ * id in `live` until its final event: one cancelled mid-prefill is aborted once its prefill returns, and one
+ * that is joining never takes a batch slot.
  */
 export class BatchScheduler {
   private readonly waiting: Sequence[] = [];
+  /** Every sequence submitted and not yet ended (finish or error emitted), wherever it is. */
+  private readonly live = new Map<number, Sequence>();
   private rows: Sequence[] = [];
   private cache: KvBlock;
   private pending: [number, GenerationEvent[]][] = [];
@@ -32,20 +39,26 @@ export class BatchScheduler {
   }
 
   submit(seq: Sequence): void {
+    this.live.set(seq.id, seq);
     this.waiting.push(seq);
     this.wake?.();
   }
 
-  /** Marks a sequence cancelled; it leaves the batch before the next decode step. */
+  /**
+   * Cancels a sequence wherever it is: one still waiting ends at once; one being prefilled, joining or
+   * running is marked and leaves before the next decode step.
+   */
   cancel(id: number): void {
-    const queued = this.waiting.findIndex((s) => s.id === id);
+    const seq = this.live.get(id);
+    if (!seq) return;
+    const queued = this.waiting.indexOf(seq);
     if (queued !== -1) {
-      const [seq] = this.waiting.splice(queued, 1);
-      this.emit([[id, [seq!.abort()]]], 0);
+      this.waiting.splice(queued, 1);
+      this.live.delete(id);
+      this.emit([[id, [seq.abort()]]], 0);
       return;
     }
-    const running = this.rows.find((s) => s.id === id);
-    if (running) running.cancelled = true;
+    seq.cancelled = true;
   }
 
   close(): void {
@@ -120,8 +133,14 @@ export class BatchScheduler {
       if (seq.cancelled && !seq.finished) this.pending.push([seq.id, [seq.abort()]]);
       else if (!seq.finished) staying.push({ seq, source: this.cache, row });
     });
-    if (staying.length === this.rows.length && joining.length === 0) return;
-    const next = [...staying, ...joining.map(({ seq, cache }) => ({ seq, source: cache, row: 0 }))];
+    // Cancelled while a later newcomer was being prefilled: it ends here, without taking a row.
+    const joined = joining.filter(({ seq }) => {
+      if (!seq.cancelled) return true;
+      this.pending.push([seq.id, [seq.abort()]]);
+      return false;
+    });
+    if (staying.length === this.rows.length && joined.length === 0) return;
+    const next = [...staying, ...joined.map(({ seq, cache }) => ({ seq, source: cache, row: 0 }))];
     const length = next.reduce((max, r) => Math.max(max, r.seq.cached), 0);
     this.rows = next.map((r) => r.seq);
     this.cache =
@@ -174,6 +193,9 @@ export class BatchScheduler {
     if (this.pending.length === 0) return;
     const batch = this.pending;
     this.pending = [];
+    for (const [id, events] of batch) {
+      if (events.some((e) => e.type === 'finish' || e.type === 'error')) this.live.delete(id);
+    }
     this.emit(batch, decodeRows);
   }
 

@@ -76,3 +76,54 @@ describe('BatchScheduler', () => {
     expect(log.filter((l) => l.id === 2 && l.event.type === 'token')).toHaveLength(30);
   });
 });
+
+describe('BatchScheduler cancel before the first token', () => {
+  const limits = { contextLength: 512, eosTokenIds: new Set<number>() };
+  const long = params({ maxTokens: 30, ignoreEos: true });
+  const sequence = (id: number, prompt: string) =>
+    new Sequence(id, { promptIds: tokenizer.encode(prompt, false), params: long }, tokenizer, limits);
+
+  /** Runs the scheduler until every submitted sequence finished; `onScheduled` may cancel. */
+  async function run(
+    prompts: string[],
+    onScheduled: (scheduler: BatchScheduler, id: number) => void,
+  ): Promise<Map<number, GenerationEvent[]>> {
+    const events = new Map<number, GenerationEvent[]>();
+    let finished = 0;
+    const scheduler: BatchScheduler = new BatchScheduler(
+      model,
+      4,
+      (batch) => {
+        for (const [id, list] of batch) {
+          events.set(id, [...(events.get(id) ?? []), ...list]);
+          for (const e of list) if (e.type === 'finish' && ++finished === prompts.length) scheduler.close();
+        }
+      },
+      (id) => onScheduled(scheduler, id),
+    );
+    prompts.forEach((p, i) => scheduler.submit(sequence(i + 1, p)));
+    await scheduler.run();
+    return events;
+  }
+
+  it('a sequence cancelled as its prefill starts ends as an abort with no tokens', async () => {
+    const events = await run(['In the beginning', 'And God said'], (scheduler, id) => {
+      if (id === 1) scheduler.cancel(1);
+    });
+    expect(events.get(1)).toEqual([expect.objectContaining({ type: 'finish', finishReason: 'abort' })]);
+    expect(events.get(1)![0]).toMatchObject({ completionTokens: 0 });
+    expect(events.get(2)!.filter((e) => e.type === 'token')).toHaveLength(30);
+  });
+
+  it('a sequence cancelled after its prefill, while it waits to join the batch, never decodes', async () => {
+    // With no rows running, several newcomers are prefilled in one round: 1 is prefilled (one token) and
+    // joining when 2's prefill starts.
+    const events = await run(['In the beginning', 'And God said'], (scheduler, id) => {
+      if (id === 2) scheduler.cancel(1);
+    });
+    const ofA = events.get(1)!;
+    expect(ofA.filter((e) => e.type === 'token').length).toBeLessThanOrEqual(1);
+    expect(ofA.at(-1)).toMatchObject({ type: 'finish', finishReason: 'abort' });
+    expect(events.get(2)!.filter((e) => e.type === 'token')).toHaveLength(30);
+  });
+});
