@@ -154,6 +154,11 @@ export class Engine {
     return this.failure === undefined && !this.closing;
   }
 
+  /** Generations the engine can hold at all (batch slots + queue places), busy or not. */
+  get capacity(): number {
+    return this.maxBatchSize + this.maxQueue;
+  }
+
   /** Generations `submit` would still accept right now (batch slots + queue places left). */
   capacityLeft(): number {
     return Math.max(0, this.maxBatchSize + this.maxQueue - this.pending.size);

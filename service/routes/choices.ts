@@ -27,6 +27,32 @@ export function engineErrorToApi(err: unknown, retryAfterSeconds: number): unkno
 }
 
 /**
+ * Refuses with 400, before any capacity check, a request whose `prompts × n` generations could never run: more
+ * than limits.maxN, or more than the engine holds even when idle (engine.maxBatchSize + engine.maxQueue). A
+ * 429 there would tell the client to retry something that can never succeed, and count it as overload.
+ */
+export function checkChoiceCount(engine: Engine, maxN: number, prompts: number, n: number): void {
+  if (n > maxN)
+    throw new ApiError('invalid_request', `n must be at most ${maxN} (limits.maxN), got ${n}.`, 'n');
+  const total = prompts * n;
+  if (total > maxN) {
+    throw new ApiError(
+      'invalid_request',
+      `prompts × n must be at most ${maxN} (limits.maxN), got ${prompts} × ${n} = ${total}.`,
+      prompts > 1 ? 'prompt' : 'n',
+    );
+  }
+  if (total > engine.capacity) {
+    throw new ApiError(
+      'invalid_request',
+      `This request needs ${total} generations at once; this server holds at most ${engine.capacity} ` +
+        '(engine.maxBatchSize + engine.maxQueue).',
+      prompts > 1 ? 'prompt' : 'n',
+    );
+  }
+}
+
+/**
  * Refuses at once, before any tokenizing or templating, when the engine could not take `count` more
  * generations: under overload the cheapest answer is the one that does the least work first. startChoices
  * still checks for real (requests race between here and there).

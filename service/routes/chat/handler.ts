@@ -4,7 +4,7 @@ import type { ChatMessage } from '../../engine/index.js';
 import type { TokenLogprob } from '../../engine/types.js';
 import { ApiError } from '../../errors.js';
 import { SseWriter } from '../../sse.js';
-import { refuseWhenFull } from '../choices.js';
+import { checkChoiceCount, refuseWhenFull } from '../choices.js';
 import { checkPromptSize, type RouteContext, resolveModel } from '../context.js';
 import { startGeneration } from '../generation.js';
 import { toSamplingParams } from '../generation-params.js';
@@ -93,6 +93,8 @@ export async function chatCompletion(
 ): Promise<ChatCompletion | undefined> {
   refuseUnsupported(body);
   const alias = resolveModel(ctx, body.model);
+  // Validation first: a request that can never run is a 400, whatever the load.
+  checkChoiceCount(ctx.engine, ctx.caps.maxN, 1, body.n ?? 1);
   refuseWhenFull(ctx.engine, body.n ?? 1, ctx.caps.retryAfterSeconds);
   const messages = toChatMessages(body, ctx.caps.maxMessages);
   checkPromptText(

@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { TokenLogprob } from '../../engine/types.js';
 import { ApiError } from '../../errors.js';
 import { SseWriter } from '../../sse.js';
-import { refuseWhenFull } from '../choices.js';
+import { checkChoiceCount, refuseWhenFull } from '../choices.js';
 import { checkPromptSize, type RouteContext, resolveModel } from '../context.js';
 import { startGeneration } from '../generation.js';
 import { toSamplingParams } from '../generation-params.js';
@@ -57,6 +57,8 @@ export async function completion(
   const alias = resolveModel(ctx, body.model);
   const promptCount =
     Array.isArray(body.prompt) && typeof body.prompt[0] !== 'number' ? body.prompt.length : 1;
+  // Validation first: a request that can never run is a 400, whatever the load.
+  checkChoiceCount(ctx.engine, ctx.caps.maxN, promptCount, body.n ?? 1);
   refuseWhenFull(ctx.engine, promptCount * (body.n ?? 1), ctx.caps.retryAfterSeconds);
   const prompts = promptsOf(ctx, body.prompt);
   const vocab = ctx.engine.info.vocabSize;

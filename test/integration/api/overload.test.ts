@@ -23,6 +23,35 @@ const body = (maxTokens: number) => ({
   temperature: 0,
 });
 
+describe('requests that can never run are 400, not 429 (validation before capacity)', () => {
+  const post = async (url: string, payload: Record<string, unknown>) => {
+    const r = await t.app.inject({ method: 'POST', url, headers: await t.auth(), payload });
+    return { status: r.statusCode, error: r.json().error, retryAfter: r.headers['retry-after'] };
+  };
+
+  it('n beyond limits.maxN, on an idle server', async () => {
+    const r = await post('/v1/chat/completions', { ...body(4), model: t.engine.info.name, n: 100_000 });
+    expect(r).toMatchObject({ status: 400, retryAfter: undefined });
+    expect(r.error).toMatchObject({ code: 'invalid_request', param: 'n' });
+    expect(r.error.message).toMatch(/limits\.maxN/);
+  });
+
+  it('n within limits.maxN but beyond what the engine holds even when idle', async () => {
+    const r = await post('/v1/chat/completions', { ...body(4), model: t.engine.info.name, n: 3 });
+    expect(r.status).toBe(400);
+    expect(r.error).toMatchObject({ code: 'invalid_request', param: 'n' });
+    expect(r.error.message).toMatch(/engine\.maxBatchSize \+ engine\.maxQueue/);
+  });
+
+  it('200 prompts on the completions endpoint', async () => {
+    const prompt = Array.from({ length: 200 }, () => 'And God said');
+    const r = await post('/v1/completions', { model: t.engine.info.name, prompt, max_tokens: 2 });
+    expect(r.status).toBe(400);
+    expect(r.error).toMatchObject({ code: 'invalid_request', param: 'prompt' });
+    expect(r.error.message).toMatch(/limits\.maxN/);
+  });
+});
+
 describe('overload and disconnects', () => {
   it('a full batch and queue answer 429 with Retry-After at once (RateLimitError)', async () => {
     const model = t.engine.info.name;
