@@ -10,6 +10,7 @@
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { Value, ValueErrorType } from '@sinclair/typebox/value';
 import { cidrProblem, describeAllowed } from '../service/config/describe.js';
+import { tableNameProblem } from './render/nftables.js';
 
 export const PROJECT = 'chatmirror';
 
@@ -309,11 +310,12 @@ const FirewallSchema = Type.Object(
     }),
     apiCidrs: cidrList('Client CIDRs allowed to reach the API port.', ['127.0.0.0/8', '::1/128']),
     adminCidrs: cidrList('CIDRs allowed to reach Prometheus and Grafana.', ['127.0.0.0/8', '::1/128']),
-    table: Type.String({
-      pattern: '^[a-z][a-z0-9_]{0,31}$',
-      default: 'chatmirror',
-      description: 'Our own nftables table (family inet); nothing else is touched.',
-    }),
+    table: Type.Optional(
+      Type.String({
+        description:
+          'Our own nftables table (family inet); nothing else is touched. Default: `chatmirror_<stack>`, one per stack, so stacks sharing a host keep their own rules.',
+      }),
+    ),
     priority: integer(
       -300,
       -1,
@@ -673,6 +675,16 @@ function crossFieldIssues(config: StackConfig): StackConfigIssue[] {
       if (problem !== undefined) add([...path, String(i)], cidr, problem);
     });
   }
+  if (firewall.table !== undefined) {
+    const problem = tableNameProblem(firewall.table);
+    if (problem !== undefined) add(['firewall', 'table'], firewall.table, problem);
+  }
+  if (firewall.enabled && firewall.apiCidrs.length === 0)
+    add(
+      ['firewall', 'apiCidrs'],
+      [],
+      'must list at least one CIDR when chatmirror:firewall.enabled is true (an empty list closes the API to everyone)',
+    );
 
   const subnetProblem = serving.networkSubnet.includes('/')
     ? cidrProblem(serving.networkSubnet)

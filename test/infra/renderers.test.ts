@@ -65,9 +65,9 @@ describe('nftables', () => {
     );
     expect(ruleset).toContain('ct original proto-dst { 3000, 9090 } jump admin_clients');
     expect(ruleset).toMatch(
-      /set api_v4 \{\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\telements = \{ 10\.0\.0\.0\/8, 192\.0\.2\.0\/24 \}/,
+      /set api_v4 \{\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\tauto-merge\n\t\telements = \{ 10\.0\.0\.0\/8, 192\.0\.2\.0\/24 \}/,
     );
-    expect(ruleset).toMatch(/set admin_v6 \{\n\t\ttype ipv6_addr\n\t\tflags interval\n\t\}/);
+    expect(ruleset).toMatch(/set admin_v6 \{\n\t\ttype ipv6_addr\n\t\tflags interval\n\t\tauto-merge\n\t\}/);
     expect(ruleset).toMatch(
       /chain admin_clients \{\n\t\tip saddr @admin_v4 accept\n\t\tip6 saddr @admin_v6 accept\n\t\tcounter drop/,
     );
