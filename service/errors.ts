@@ -90,22 +90,46 @@ export const API_ERRORS = {
 
 export type ApiErrorCode = keyof typeof API_ERRORS;
 
+/** Most characters of a client's own value (a model id, a field name, a URL) quoted back in an error. */
+export const ECHO_LIMIT = 256;
+/** A message is never longer than this, whatever it quotes: the backstop for a quote that missed `echo`. */
+export const MESSAGE_LIMIT = 2_048;
+
+function truncate(text: string, limit: number): string {
+  if (text.length <= limit) return text;
+  let cut = text.slice(0, limit);
+  // Never end on half a surrogate pair.
+  if (/[\uD800-\uDBFF]$/.test(cut)) cut = cut.slice(0, -1);
+  return `${cut}…`;
+}
+
+/**
+ * A client-supplied value as quoted in an error message: at most ECHO_LIMIT characters, then an ellipsis, so
+ * a 900 KB field name costs the answer a few hundred bytes, not 900 KB (twice, with `param`).
+ */
+export function echo(value: unknown): string {
+  return truncate(String(value), ECHO_LIMIT);
+}
+
 export interface OpenAIErrorBody {
   error: { message: string; type: string; param: string | null; code: string | null };
 }
 
 export class ApiError extends Error {
   readonly status: number;
+  readonly param: string | null;
 
   constructor(
     readonly code: ApiErrorCode,
     message: string,
-    readonly param: string | null = null,
+    param: string | null = null,
     /** Extra response headers, e.g. Retry-After. */
     readonly headers: Record<string, string> = {},
   ) {
-    super(message);
+    super(truncate(message, MESSAGE_LIMIT));
     this.name = 'ApiError';
+    // A parameter name can be the client's own (an unknown field): quoted as any echoed value.
+    this.param = param === null ? null : echo(param);
     this.status = API_ERRORS[code].status;
   }
 

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { ApiError } from './errors.js';
+import { ApiError, echo } from './errors.js';
 import { validationToApiError } from './validation-error.js';
 
 /** Fastify's error codes, in the API's terms. */
@@ -18,7 +18,7 @@ const FASTIFY_ERRORS: Record<string, (err: FastifyError) => ApiError> = {
     new ApiError('unsupported_media_type', 'The body must be JSON (Content-Type: application/json).'),
   FST_ERR_CTP_EMPTY_JSON_BODY: () => new ApiError('invalid_json', 'The JSON body is empty.'),
   FST_ERR_CTP_INVALID_JSON_BODY: (err) =>
-    new ApiError('invalid_json', `The body is not valid JSON: ${err.message}`),
+    new ApiError('invalid_json', `The body is not valid JSON: ${echo(err.message)}`),
   FST_ERR_BAD_URL: () => new ApiError('invalid_request', 'The request URL is malformed.'),
   // A path parameter longer than the router accepts cannot name anything that exists.
   FST_ERR_MAX_PARAM_LENGTH: () => new ApiError('unknown_url', 'The request URL is too long.'),
@@ -31,11 +31,11 @@ export function toApiError(err: FastifyError): ApiError | undefined {
   const mapped = err.code ? FASTIFY_ERRORS[err.code] : undefined;
   if (mapped) return mapped(err);
   // JSON.parse failures surface as SyntaxError from the content-type parser.
-  if (err instanceof SyntaxError) return new ApiError('invalid_json', err.message);
+  if (err instanceof SyntaxError) return new ApiError('invalid_json', echo(err.message));
   if (err.statusCode === 408) return new ApiError('request_timeout', 'The request took too long to arrive.');
   // Any other client error Fastify raises is the client's mistake, never a 5xx.
   if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
-    return new ApiError('invalid_request', err.message);
+    return new ApiError('invalid_request', echo(err.message));
   }
   return undefined;
 }
@@ -84,11 +84,14 @@ export function createNotFound() {
           reply,
           new ApiError(
             'method_not_allowed',
-            `${request.method} is not allowed on ${path}; use ${list.join(' or ')}.`,
+            `${echo(request.method)} is not allowed on ${echo(path)}; use ${list.join(' or ')}.`,
           ),
         );
       }
-      return sendError(reply, new ApiError('unknown_url', `Unknown request URL: ${request.method} ${path}.`));
+      return sendError(
+        reply,
+        new ApiError('unknown_url', `Unknown request URL: ${echo(request.method)} ${echo(path)}.`),
+      );
     },
   };
 }

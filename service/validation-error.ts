@@ -1,5 +1,5 @@
 import type { FastifySchemaValidationError } from 'fastify/types/schema.js';
-import { ApiError } from './errors.js';
+import { ApiError, echo } from './errors.js';
 
 /** `/messages/0/content` → `messages[0].content`, the way OpenAI names nested parameters. */
 export function paramName(instancePath: string, extra?: string): string {
@@ -18,16 +18,16 @@ export function validationToApiError(errors: FastifySchemaValidationError[], con
   const params = first.params as Record<string, unknown>;
   if (first.keyword === 'additionalProperty' || first.keyword === 'additionalProperties') {
     const name = paramName(first.instancePath, String(params.additionalProperty));
-    return new ApiError('invalid_request', `Unrecognized request argument supplied: ${name}`, name);
+    return new ApiError('invalid_request', `Unrecognized request argument supplied: ${echo(name)}`, name);
   }
   if (first.keyword === 'required') {
     const name = paramName(first.instancePath, String(params.missingProperty));
-    return new ApiError('invalid_request', `Missing required parameter: '${name}'.`, name);
+    return new ApiError('invalid_request', `Missing required parameter: '${echo(name)}'.`, name);
   }
   const name = paramName(first.instancePath) || (context ?? 'body');
   return new ApiError(
     'invalid_request',
-    `Invalid value for '${name}': ${first.message ?? 'not allowed'}.`,
+    `Invalid value for '${echo(name)}': ${echo(first.message ?? 'not allowed')}.`,
     name,
   );
 }

@@ -1,5 +1,5 @@
 import type { Engine } from '../engine/index.js';
-import { ApiError } from '../errors.js';
+import { ApiError, echo } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { CompiledFilter } from '../security/content-filter.js';
 import type { QuotaManager } from '../security/quotas/quota-manager.js';
@@ -43,7 +43,11 @@ export function resolveModel(ctx: RouteContext, id: string): ModelAlias {
   const alias = Object.hasOwn(ctx.aliases, id) ? ctx.aliases[id] : undefined;
   if (alias) return alias;
   const known = [ctx.modelId, ...Object.keys(ctx.aliases)].join(', ');
-  throw new ApiError('model_not_found', `The model '${id}' does not exist. Available: ${known}.`, 'model');
+  throw new ApiError(
+    'model_not_found',
+    `The model '${echo(id)}' does not exist. Available: ${known}.`,
+    'model',
+  );
 }
 
 /** Refuses prompts beyond the configured prompt cap (the context check itself is in toSamplingParams). */

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ChatMessage } from '../../engine/index.js';
 import type { TokenLogprob } from '../../engine/types.js';
-import { ApiError } from '../../errors.js';
+import { ApiError, echo } from '../../errors.js';
 import { SseWriter } from '../../sse.js';
 import { checkChoiceCount, refuseWhenFull } from '../choices.js';
 import { checkPromptSize, type RouteContext, resolveModel } from '../context.js';
@@ -27,7 +27,7 @@ function refuseUnsupported(body: ChatCompletionRequest): void {
   if (format !== undefined && format !== 'text') {
     throw new ApiError(
       'unsupported_parameter',
-      `response_format '${format}' is not supported by this server; only 'text' is.`,
+      `response_format '${echo(format)}' is not supported by this server; only 'text' is.`,
       'response_format',
     );
   }
@@ -45,7 +45,7 @@ function toChatMessages(body: ChatCompletionRequest, maxMessages: number): ChatM
     if (m.role === 'tool' || m.role === 'function') {
       throw new ApiError(
         'unsupported_parameter',
-        `Role '${m.role}' is not supported (no tool calling).`,
+        `Role '${echo(m.role)}' is not supported (no tool calling).`,
         `messages[${i}].role`,
       );
     }
@@ -64,7 +64,7 @@ function toChatMessages(body: ChatCompletionRequest, maxMessages: number): ChatM
           if (!('text' in part) || part.type !== 'text' || typeof part.text !== 'string') {
             throw new ApiError(
               'unsupported_parameter',
-              `Content parts of type '${part.type}' are not supported; only 'text' is.`,
+              `Content parts of type '${echo(part.type)}' are not supported; only 'text' is.`,
               `messages[${i}].content[${j}].type`,
             );
           }
