@@ -146,9 +146,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
-    // Unknown routes are answered here, before Fastify's body checks (e.g. QUERY without a Content-Type) can
-    // turn them into a misleading 400.
-    if (request.is404) return notFound.handler(request, reply);
     if (app.lifecycle.draining && !ALWAYS_OPEN.has(request.routeOptions.url ?? '')) {
       reply.header('connection', 'close');
       throw new ApiError(
@@ -180,6 +177,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     publicRoutes: config.auth.publicRoutes,
     routeScopes: ROUTE_SCOPES,
     onAuthFailure: (reason) => metrics?.authFailures.inc({ reason }),
+  });
+  // Unknown routes and wrong methods are answered only once the caller is authenticated (an anonymous one got
+  // 401 above), so nobody can map the routes without a credential; still an onRequest hook, before Fastify's
+  // body checks (e.g. QUERY without a Content-Type) can turn them into a misleading 400.
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.is404) return notFound.handler(request, reply);
   });
   if (metrics) {
     await app.register(httpMetricsPlugin, { metrics, expose: config.metrics.port === undefined });

@@ -121,7 +121,7 @@ function expectOpenAIError(
   status: number,
   headers: { get(name: string): string | null | undefined },
   body: string,
-  expected: { status: number; code: string },
+  expected: { status: number; code: string; type?: string },
 ): void {
   expect(status).toBe(expected.status);
   expect(headers.get('content-type')).toMatch(/^application\/json/);
@@ -130,7 +130,7 @@ function expectOpenAIError(
   expect(Object.keys(parsed)).toEqual(['error']);
   expect(Object.keys(parsed.error).sort()).toEqual(['code', 'message', 'param', 'type']);
   expect(parsed.error.code).toBe(expected.code);
-  expect(parsed.error.type).toBe('invalid_request_error');
+  expect(parsed.error.type).toBe(expected.type ?? 'invalid_request_error');
   expect(parsed.error.message).toBeTypeOf('string');
   expect(parsed.error.message.length).toBeGreaterThan(0);
   expect(parsed.error.param === null || typeof parsed.error.param === 'string').toBe(true);
@@ -200,6 +200,29 @@ describe('routes and methods', () => {
   it('404 unknown_url for a path that does not exist', async () => {
     const { error } = await fetchError('/v1/nothing-here?x=1', {}, { status: 404, code: 'unknown_url' });
     expect(error.message).toContain('/v1/nothing-here');
+  });
+
+  it('without a credential, unknown paths and wrong methods are 401 like any other: the routes stay unmapped', async () => {
+    const anonymous: [string, RequestInit][] = [
+      ['/v1/nothing-here', {}],
+      ['/v1/chat/completions', { method: 'DELETE' }],
+      ['/v1/chat/completions', { method: 'GET' }],
+      ['/nope', { method: 'QUERY' }],
+      ['/health', { method: 'POST' }],
+    ];
+    for (const [path, init] of anonymous) {
+      const response = await fetch(`${base}${path}`, init);
+      const body = await response.text();
+      expectOpenAIError(response.status, response.headers, body, {
+        status: 401,
+        code: 'invalid_api_key',
+        type: 'authentication_error',
+      });
+      expect(response.headers.get('allow')).toBeNull();
+      expect(response.headers.get('www-authenticate')).toMatch(/^Bearer /);
+    }
+    // The public routes themselves still answer without one.
+    expect((await fetch(`${base}/health`)).status).toBe(200);
   });
 });
 
