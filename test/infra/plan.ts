@@ -59,7 +59,15 @@ export interface PlanOptions {
   modelBytes?: number;
   /** Current registry digest per tag, for the drift check; default: the pinned digest (no drift). */
   registryDigests?: Record<string, string>;
+  /** Computes a resource's outputs instead of the fakes (the deploy proof's real TLS material). */
+  outputs?: OutputsHook;
 }
+
+/** Real outputs for a resource type, or undefined to fall back to the plausible fakes. */
+export type OutputsHook = (
+  type: string,
+  inputs: Record<string, unknown>,
+) => Promise<Record<string, unknown> | undefined>;
 
 export interface Plan {
   resources: PlannedResource[];
@@ -95,6 +103,7 @@ export interface MockOptions {
   /** tag → current registry digest; default: `pinned` for that repository, else zeros. */
   registryDigests?: Record<string, string>;
   pinned?: Record<string, string>;
+  outputs?: OutputsHook;
 }
 
 export interface MockRecorder {
@@ -121,7 +130,7 @@ export async function installMocks(o: MockOptions): Promise<MockRecorder> {
   const pending: ResourceOptionsSeen[] = [];
   await pulumi.runtime.setMocks(
     {
-      newResource: (args) => {
+      newResource: async (args) => {
         const secretPaths: string[] = [];
         const inputs = unwrapSecrets(args.inputs, '', secretPaths) as Record<string, unknown>;
         const options = pending.shift();
@@ -137,7 +146,10 @@ export async function installMocks(o: MockOptions): Promise<MockRecorder> {
         });
         return {
           id: `${args.name}-id`,
-          state: { ...args.inputs, ...computedOutputs(args.type, args.name, inputs) },
+          state: {
+            ...args.inputs,
+            ...((await o.outputs?.(args.type, inputs)) ?? computedOutputs(args.type, args.name, inputs)),
+          },
         };
       },
       call: (args) => {
@@ -191,6 +203,7 @@ export async function planStack(o: PlanOptions): Promise<Plan> {
     stack: o.stack,
     ...(o.facts === undefined ? {} : { facts: o.facts }),
     ...(o.registryDigests === undefined ? {} : { registryDigests: o.registryDigests }),
+    ...(o.outputs === undefined ? {} : { outputs: o.outputs }),
     pinned: {
       ...(digestsFile === undefined ? {} : parseDigestsFile(digestsFile, 'digests.json')),
       ...((o.config[`${PROJECT}:images`] ?? {}) as Record<string, string>),
