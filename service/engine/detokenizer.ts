@@ -36,12 +36,17 @@ export class IncrementalDetokenizer {
     return '';
   }
 
-  /** Whatever is still unread at the end of generation; a byte sequence the model never completed shows as U+FFFD. */
+  /**
+   * Whatever is still unread at the end of generation. A character the model never completed (generation
+   * stopped between its bytes) is dropped rather than sent as U+FFFD: `push` held it back for exactly that
+   * reason, and a replacement character is not text the model produced. Its tokens still count as generated.
+   */
   flush(): string {
     if (this.readOffset === this.ids.length) return '';
     const prefix = this.tokenizer.decode(this.ids.slice(this.prefixOffset, this.readOffset));
     const full = this.tokenizer.decode(this.ids.slice(this.prefixOffset));
     this.prefixOffset = this.readOffset = this.ids.length;
-    return full.startsWith(prefix) ? full.slice(prefix.length) : full;
+    const rest = full.startsWith(prefix) ? full.slice(prefix.length) : full;
+    return rest.replace(/\uFFFD+$/, '');
   }
 }
