@@ -117,7 +117,7 @@ export function containerSpec(inputs: Inputs): ContainerSpec {
     for (const p of ports) {
       const key = `${p.internal}/${p.protocol ?? 'tcp'}`;
       exposed[key] = {};
-      (bindings[key] ??= []).push({ HostIp: p.ip ?? '0.0.0.0', HostPort: String(p.external) });
+      bindings[key] = [...(bindings[key] ?? []), { HostIp: p.ip ?? '0.0.0.0', HostPort: String(p.external) }];
     }
     body.ExposedPorts = exposed;
     host.PortBindings = bindings;
