@@ -1,8 +1,10 @@
 /**
  * Load: 50 concurrent clients, each on its own connection, against a small real Fastify app that admits every
  * request through QuotaManager (no model: the quota path is what is measured). Subject A may make 20 requests a
- * minute, subject B thousands; A must get exactly 20 through and 429s for the rest, B no 429 at all. Run with
- * the in-process store and with Redis.
+ * minute, subject B thousands; A must get its 20 through and 429s for the rest, B no 429 at all. Run with
+ * the in-process store and with Redis. The in-process store runs on a frozen clock, so A gets exactly 20
+ * however long the burst takes; Redis's clock cannot be frozen, so there A may get the 20 plus what the bucket
+ * refills over the time the burst really took (one per 3 s), which is all a continuous bucket promises.
  */
 import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -124,6 +126,8 @@ async function client(port: number, subject: string): Promise<Outcome[]> {
 
 interface Backend {
   name: string;
+  /** Whether time stands still for the store (no refill during the test). */
+  frozenClock: boolean;
   setup(): Promise<void>;
   store(): Promise<QuotaStore>;
   teardown(): Promise<void>;
@@ -131,9 +135,16 @@ interface Backend {
 
 let redis: TestRedis | undefined;
 const allBackends: Backend[] = [
-  { name: 'memory', setup: async () => {}, store: async () => new MemoryStore(), teardown: async () => {} },
+  {
+    name: 'memory',
+    frozenClock: true,
+    setup: async () => {},
+    store: async () => new MemoryStore({ now: () => 1_000_000 }),
+    teardown: async () => {},
+  },
   {
     name: 'redis',
+    frozenClock: false,
     setup: async () => {
       redis = await startRedis();
     },
@@ -169,9 +180,12 @@ describe.each(backends)('per-subject quotas under load ($name store)', (backend)
     const generous = results.slice(CLIENTS_PER_SUBJECT).flat();
 
     const total = CLIENTS_PER_SUBJECT * REQUESTS_PER_CLIENT;
-    expect(throttled.filter((o) => o.status === 200)).toHaveLength(20);
+    const admitted = throttled.filter((o) => o.status === 200).length;
+    const refill = backend.frozenClock ? 0 : Math.floor((elapsed * 20) / 60_000);
+    expect(admitted).toBeGreaterThanOrEqual(20);
+    expect(admitted).toBeLessThanOrEqual(20 + refill);
     const refused = throttled.filter((o) => o.status === 429);
-    expect(refused).toHaveLength(total - 20);
+    expect(refused).toHaveLength(total - admitted);
     for (const o of refused) {
       expect(JSON.parse(o.body).error.code).toBe('rate_limit_exceeded');
       expect(Number(o.headers['retry-after'])).toBeGreaterThanOrEqual(1);
@@ -187,9 +201,8 @@ describe.each(backends)('per-subject quotas under load ($name store)', (backend)
     expect(generous.map((o) => o.status)).toEqual(Array(total).fill(200));
     expect(generous.every((o) => o.headers['x-ratelimit-limit-requests'] === '100000')).toBe(true);
 
-    // The requests really overlapped, and a minute's refill (one request per 3 s) cannot have blurred the count.
+    // The requests really overlapped.
     expect(load.peakInFlight()).toBeGreaterThanOrEqual(10);
-    expect(elapsed).toBeLessThan(3_000);
   });
 
   it('a client that disconnects mid-request frees its concurrency slot', async () => {

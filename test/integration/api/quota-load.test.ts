@@ -1,6 +1,9 @@
 /**
  * Per-subject limits under load, on the real app and model: 50 concurrent clients over real connections, two
- * subjects; the throttled one gets exactly its budget, the other is never refused.
+ * subjects; the throttled one gets its budget and no more than the bucket refills meanwhile, the other is never
+ * refused. The app's store runs on the real clock, so the count is checked against what a continuously
+ * refilling bucket promises over the time the burst really took (on a loaded machine that can be seconds,
+ * and each 3 s refills one request at 20 a minute), not against exactly 20.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, stopApp, type TestApp } from '../../helpers/app.js';
@@ -28,6 +31,7 @@ describe('per-subject quotas under 50 concurrent clients', () => {
       max_tokens: 2,
     });
     const statuses = { throttled: [] as number[], free: [] as number[] };
+    const started = performance.now();
     await Promise.all(
       Array.from({ length: CLIENTS }, async (_, i) => {
         const who = i % 2 === 0 ? 'throttled' : 'free';
@@ -46,10 +50,15 @@ describe('per-subject quotas under 50 concurrent clients', () => {
         }
       }),
     );
+    const elapsedMs = performance.now() - started;
     const count = (list: number[], status: number) => list.filter((s) => s === status).length;
     expect(statuses.throttled).toHaveLength(CLIENTS);
-    expect(count(statuses.throttled, 200)).toBe(THROTTLED_RPM);
-    expect(count(statuses.throttled, 429)).toBe(CLIENTS - THROTTLED_RPM);
+    // The bucket starts full (20) and refills 20 per 60 s: over elapsedMs at most that many more fit.
+    const mostAdmitted = THROTTLED_RPM + Math.floor((elapsedMs * THROTTLED_RPM) / 60_000);
+    const admitted = count(statuses.throttled, 200);
+    expect(admitted).toBeGreaterThanOrEqual(THROTTLED_RPM);
+    expect(admitted).toBeLessThanOrEqual(mostAdmitted);
+    expect(count(statuses.throttled, 429)).toBe(CLIENTS - admitted);
     expect(count(statuses.free, 200)).toBe(CLIENTS);
   });
 });
