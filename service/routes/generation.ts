@@ -61,6 +61,9 @@ export async function startGeneration(
     });
   } catch (err) {
     disconnected.abort();
+    // The engine refused (overload, drain, a failed worker) after the estimate was charged: nothing was
+    // generated, so the charge is reconciled to zero before the refusal goes out.
+    await quota.recordTokens(0);
     throw err;
   }
 
