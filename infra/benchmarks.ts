@@ -21,7 +21,8 @@ export interface BenchmarksArgs {
   target: HostTarget;
   bench: BenchmarksConfig;
   image: string;
-  network: string;
+  /** The stack's Docker network: the Network resource's name output, so the timer waits for it. */
+  network: pulumi.Input<string>;
   endpoint: string;
   modelId: string;
   user: string;
@@ -38,7 +39,7 @@ export interface BenchmarksArgs {
 
 export class Benchmarks extends pulumi.ComponentResource {
   readonly unitName: string;
-  readonly serviceUnit: string;
+  readonly serviceUnit: pulumi.Output<string>;
   readonly timerUnit: string;
 
   constructor(name: string, args: BenchmarksArgs, opts: pulumi.ComponentResourceOptions = {}) {
@@ -86,19 +87,21 @@ export class Benchmarks extends pulumi.ComponentResource {
       parent,
     );
 
-    this.serviceUnit = renderBenchmarkService({
-      stack: args.stack,
-      bench: args.bench,
-      image: args.image,
-      network: args.network,
-      endpoint: args.endpoint,
-      user: args.user,
-      caFile: `${args.secretsDir}/ca.crt`,
-      tokenFile: `${args.secretsDir}/bench-token`,
-      historyDir: args.historyDir,
-      textfileDir: args.textfileDir,
-      modelId: args.modelId,
-    });
+    this.serviceUnit = pulumi.output(args.network).apply((network) =>
+      renderBenchmarkService({
+        stack: args.stack,
+        bench: args.bench,
+        image: args.image,
+        network,
+        endpoint: args.endpoint,
+        user: args.user,
+        caFile: `${args.secretsDir}/ca.crt`,
+        tokenFile: `${args.secretsDir}/bench-token`,
+        historyDir: args.historyDir,
+        textfileDir: args.textfileDir,
+        modelId: args.modelId,
+      }),
+    );
     this.timerUnit = renderBenchmarkTimer({ stack: args.stack, bench: args.bench });
     const sudo = sudoPrefix(args.target.sudo);
     const install = installUnitsScript({ stack: args.stack, sudo });
@@ -109,10 +112,12 @@ export class Benchmarks extends pulumi.ComponentResource {
         create: install,
         update: install,
         delete: removeUnitsScript({ stack: args.stack, sudo, textfileDir: args.textfileDir }),
-        stdin: filesToStdin([
-          { name: `${this.unitName}.service`, content: this.serviceUnit, mode: '0644' },
-          { name: `${this.unitName}.timer`, content: this.timerUnit, mode: '0644' },
-        ]),
+        stdin: this.serviceUnit.apply((serviceUnit) =>
+          filesToStdin([
+            { name: `${this.unitName}.service`, content: serviceUnit, mode: '0644' },
+            { name: `${this.unitName}.timer`, content: this.timerUnit, mode: '0644' },
+          ]),
+        ),
       },
       { parent: this, dependsOn: [secrets, dirs, ...args.dependsOn] },
     );

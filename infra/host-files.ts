@@ -50,6 +50,11 @@ export class HostFiles extends pulumi.ComponentResource {
       update: script,
       delete: removeFilesScript({ dir: args.dir, names, sudo: args.target.sudo }),
       stdin,
+      // Another directory is another resource: the files are written there, then the old delete (its paths from
+      // state) removes the old ones, instead of an update that would orphan them. A changed name list updates in
+      // place: the write removes the names it no longer lists (shell.ts MANIFEST), which a replace could not do
+      // safely (the old delete would run after the new write and remove the names both lists share).
+      triggers: [args.dir],
     };
     const writer = hostCommand(`${name}-write`, args.target, commandArgs, { parent: this });
     this.written = pulumi.all([writer.id, stdin]).apply(([id]) => id);

@@ -11,11 +11,12 @@ import * as dockerProvider from '@pulumi/docker';
 import * as pulumi from '@pulumi/pulumi';
 import type { AlertThresholds } from './config.js';
 import { hardenedContainer } from './hardening.js';
-import type { HostTarget } from './host.js';
+import { type HostTarget, hostCommand } from './host.js';
 import { HostFiles } from './host-files.js';
 import { renderAlertRules } from './render/alerts.js';
 import { type DashboardFile, renderDashboardProvider, renderDatasources } from './render/grafana.js';
 import { PROMETHEUS_CONTAINER_PORT, renderPrometheusConfig } from './render/prometheus.js';
+import { grafanaPasswordScript } from './render/shell.js';
 import { SERVICE_ALIAS } from './render/tls.js';
 
 export const GRAFANA_CONTAINER_PORT = 3000;
@@ -57,6 +58,8 @@ export interface MonitoringArgs {
   logMaxFiles: number;
   /** Keep the Prometheus (and Grafana) data volumes when the stack is destroyed. */
   retainData: boolean;
+  /** The host firewall, when there is one: Prometheus and Grafana publish their ports only once it is in place. */
+  firewall?: pulumi.Resource;
 }
 
 export class Monitoring extends pulumi.ComponentResource {
@@ -75,6 +78,7 @@ export class Monitoring extends pulumi.ComponentResource {
       );
 
     const parent = { parent: this };
+    const firewall = args.firewall === undefined ? [] : [args.firewall];
     const onHost = { parent: this, provider: args.provider };
     const prefix = `chatmirror-${args.stack}`;
     const nodeExporterName = `${prefix}-node-exporter`;
@@ -206,7 +210,7 @@ export class Monitoring extends pulumi.ComponentResource {
           { label: 'chatmirror.config-sha256', value: sha256Label(this.prometheusConfig + this.alertRules) },
         ],
       },
-      { ...onHost, deleteBeforeReplace: true, dependsOn: [prometheusFiles, nodeExporter] },
+      { ...onHost, deleteBeforeReplace: true, dependsOn: [prometheusFiles, nodeExporter, ...firewall] },
     );
     this.containers = [nodeExporter, prometheus];
     // Grafana only with an image: Debian has no package of it, so the offline image build cannot make one.
@@ -306,7 +310,19 @@ export class Monitoring extends pulumi.ComponentResource {
           waitTimeout: 180,
           labels: labels('grafana'),
         },
-        { ...onHost, deleteBeforeReplace: true, dependsOn: [grafanaFiles, prometheus] },
+        { ...onHost, deleteBeforeReplace: true, dependsOn: [grafanaFiles, prometheus, ...firewall] },
+      );
+      // GF_SECURITY_ADMIN_PASSWORD__FILE only seeds a new data volume: a changed grafanaAdminPassword (this
+      // command's stdin) runs the update, which sets it through Grafana's own CLI inside the running container.
+      hostCommand(
+        `${name}-grafana-password`,
+        args.target,
+        {
+          create: grafanaPasswordScript(grafanaName),
+          update: grafanaPasswordScript(grafanaName),
+          stdin: pulumi.secret(args.grafanaAdminPassword),
+        },
+        { parent: this, dependsOn: [grafana] },
       );
 
       this.containers.push(grafana);

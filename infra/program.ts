@@ -230,6 +230,28 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
     { provider, deleteBeforeReplace: true },
   );
 
+  // ---- firewall ----------------------------------------------------------------------------------------------
+  // Before any container that publishes a port: on the first `up` no port is open before the table exists, and on
+  // `destroy` the table goes only after the containers it protects.
+  let firewall: Firewall | undefined;
+  if (cfg.firewall.enabled) {
+    firewall = new Firewall('firewall', {
+      target,
+      rules: {
+        stack,
+        table: cfg.firewall.table,
+        priority: cfg.firewall.priority,
+        apiPorts: Array.from({ length: cfg.serving.replicas }, (_, i) => cfg.serving.port + i),
+        adminPorts: [
+          ...(cfg.monitoring.enabled ? [cfg.monitoring.prometheusPort] : []),
+          ...(grafanaOn ? [cfg.monitoring.grafanaPort] : []),
+        ],
+        apiCidrs: cfg.firewall.apiCidrs,
+        adminCidrs: cfg.firewall.adminCidrs,
+      },
+    });
+  }
+
   // ---- containers --------------------------------------------------------------------------------------------
   const serving = new ServingContainer('serving', {
     stack,
@@ -257,7 +279,7 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
       .digest('hex')
       .slice(0, 16),
     provider,
-    dependsOn: [capacity, serviceImage, model, serviceFiles, network],
+    dependsOn: [capacity, serviceImage, model, serviceFiles, network, ...(firewall ? [firewall] : [])],
   });
 
   let monitoring: Monitoring | undefined;
@@ -308,6 +330,7 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
         logMaxSizeMb: cfg.serving.logMaxSizeMb,
         logMaxFiles: cfg.serving.logMaxFiles,
         retainData: cfg.monitoring.retainData,
+        ...(firewall ? { firewall } : {}),
       },
       {
         dependsOn: [
@@ -321,32 +344,13 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
     );
   }
 
-  let firewall: Firewall | undefined;
-  if (cfg.firewall.enabled) {
-    firewall = new Firewall('firewall', {
-      target,
-      rules: {
-        stack,
-        table: cfg.firewall.table,
-        priority: cfg.firewall.priority,
-        apiPorts: Array.from({ length: cfg.serving.replicas }, (_, i) => cfg.serving.port + i),
-        adminPorts: [
-          ...(cfg.monitoring.enabled ? [cfg.monitoring.prometheusPort] : []),
-          ...(grafanaOn ? [cfg.monitoring.grafanaPort] : []),
-        ],
-        apiCidrs: cfg.firewall.apiCidrs,
-        adminCidrs: cfg.firewall.adminCidrs,
-      },
-    });
-  }
-
   if (cfg.benchmarks.enabled) {
     new Benchmarks('benchmarks', {
       stack,
       target,
       bench: cfg.benchmarks,
       image: serviceImage.ref,
-      network: `chatmirror-${stack}`,
+      network: network.name,
       endpoint: `https://${SERVICE_ALIAS}:8443`,
       modelId,
       user: cfg.serving.user,

@@ -104,18 +104,30 @@ export function renderBenchmarkTimer(o: Pick<BenchmarkUnitOptions, 'stack' | 'be
   ].join('\n');
 }
 
-/** Installs both units from stdin lines (see shell.ts filesToStdin) and starts the timer. */
+/**
+ * Installs both units from stdin lines (see shell.ts filesToStdin) and starts the timer. The units are written to a
+ * temporary directory first and `systemd-analyze verify` judges them there: only units that pass are moved into
+ * `unitDir` (each through a temporary name and a rename), so a unit that fails verification leaves the installed
+ * ones as they were and the timer running on them.
+ */
 export function installUnitsScript(o: { stack: string; sudo: string; unitDir?: string }): string {
   const dir = o.unitDir ?? '/etc/systemd/system';
   const name = benchUnitName(o.stack);
   return [
     'set -eu',
+    `dir=${shq(dir)}`,
+    'stage=$(mktemp -d)',
+    'trap \'rm -rf "$stage"\' EXIT',
+    'mkdir "$stage/units"',
     'while read -r mode file b64; do',
-    `  printf '%s' "$b64" | base64 -d | ${o.sudo}tee ${shq(dir)}/"$file.tmp" >/dev/null`,
-    `  ${o.sudo}chmod "$mode" ${shq(dir)}/"$file.tmp"`,
-    `  ${o.sudo}mv -f ${shq(dir)}/"$file.tmp" ${shq(dir)}/"$file"`,
+    '  printf \'%s\' "$b64" | base64 -d >"$stage/units/$file"',
+    '  printf \'%s %s\\n\' "$mode" "$file" >>"$stage/list"',
     'done',
-    `${o.sudo}systemd-analyze verify ${shq(`${dir}/${name}.timer`)} ${shq(`${dir}/${name}.service`)}`,
+    `systemd-analyze verify "$stage/units/${name}.timer" "$stage/units/${name}.service"`,
+    'while read -r mode file; do',
+    `  ${o.sudo}install -m "$mode" "$stage/units/$file" "$dir/.$file.tmp"`,
+    `  ${o.sudo}mv -f "$dir/.$file.tmp" "$dir/$file"`,
+    'done <"$stage/list"',
     `${o.sudo}systemctl daemon-reload`,
     `${o.sudo}systemctl enable --now ${name}.timer`,
   ].join('\n');

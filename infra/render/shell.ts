@@ -22,6 +22,8 @@ export interface HostFile {
 }
 
 const FILE_NAME = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
+/** The names the last write put in a directory, so the next one removes those no longer listed. */
+export const MANIFEST = '.chatmirror-files';
 const MODE = /^0[0-7]{3}$/;
 
 /**
@@ -45,6 +47,7 @@ export function filesToStdin(files: readonly HostFile[]): string {
  * Writes the files from stdin into `dir`, each one atomically (a temporary file in the same directory, then
  * `mv`), so a reader (the service's certificate reload, node-exporter's textfile collector) never sees half a
  * file. Files are owned by the invoking user and `group` (which every container runs with), never world-readable.
+ * The names written are kept in MANIFEST: a later write removes the files a name was dropped for.
  */
 export function writeFilesScript(options: {
   dir: string;
@@ -63,6 +66,9 @@ export function writeFilesScript(options: {
     `dir=${shq(options.dir)}`,
     `${sudo}install -d -m ${dirMode} "$dir"`,
     `${sudo}chgrp ${group} "$dir"`,
+    `manifest="$dir/${MANIFEST}"`,
+    'written=$(mktemp)',
+    'trap \'rm -f "$written"\' EXIT',
     'while read -r mode name b64; do',
     '  target="$dir/$name"',
     `  ${sudo}install -d -m ${dirMode} "$(dirname "$target")"`,
@@ -72,7 +78,26 @@ export function writeFilesScript(options: {
     `  ${sudo}chgrp ${group} "$tmp"`,
     `  ${sudo}chmod "$mode" "$tmp"`,
     `  ${sudo}mv -f "$tmp" "$target"`,
+    `  printf '%s\\n' "$name" >>"$written"`,
     'done',
+    // Files the last run wrote that this one did not (a name dropped from the list) go, and so do the directories
+    // they leave empty; entries that could leave the directory are never acted on.
+    'if [ -f "$manifest" ]; then',
+    '  while IFS= read -r old; do',
+    '    case "$old" in \'\'|/*|..|../*|*/..|*/../*|*[!A-Za-z0-9_./-]*) continue ;; esac',
+    '    grep -Fxq -- "$old" "$written" && continue',
+    `    ${sudo}rm -f "$dir/$old"`,
+    '    parent=$(dirname "$old")',
+    '    while [ "$parent" != . ]; do',
+    `      ${sudo}rmdir "$dir/$parent" 2>/dev/null || break`,
+    '      parent=$(dirname "$parent")',
+    '    done',
+    '  done <"$manifest"',
+    'fi',
+    `${sudo}tee "$manifest.tmp.$$" <"$written" >/dev/null`,
+    `${sudo}chgrp ${group} "$manifest.tmp.$$"`,
+    `${sudo}chmod 0640 "$manifest.tmp.$$"`,
+    `${sudo}mv -f "$manifest.tmp.$$" "$manifest"`,
   ].join('\n');
 }
 
@@ -86,7 +111,7 @@ export function removeFilesScript(options: { dir: string; names: readonly string
     .sort((a, b) => b.length - a.length)
     .map((sub) => shq(`${options.dir}/${sub}`));
   return [
-    `${sudo}rm -f ${paths}`,
+    `${sudo}rm -f ${paths} ${shq(`${options.dir}/${MANIFEST}`)}`,
     ...dirs.map((d) => `${sudo}rmdir ${d} 2>/dev/null || true`),
     `${sudo}rmdir ${shq(options.dir)} 2>/dev/null || true`,
   ].join('\n');
@@ -104,5 +129,21 @@ export function verifyModelScript(options: { dir: string; manifestSha256: string
     `printf '%s  SHA256SUMS\\n' ${shq(options.manifestSha256)} | sha256sum --check --strict --quiet - || { echo "SHA256SUMS in ${options.dir.replace(/["$`\\]/g, '')} does not match model.manifestSha256" >&2; exit 1; }`,
     'sha256sum --check --strict --quiet SHA256SUMS',
     `echo verified ${shq(options.manifestSha256)}`,
+  ].join('\n');
+}
+
+/**
+ * Sets Grafana's admin password to the one on stdin (one line), through Grafana's CLI inside the running container
+ * (`docker exec -i`, as the container's own user, on its data volume): the password travels on stdin only, never on
+ * a command line. Fails on an empty password rather than setting one.
+ */
+export function grafanaPasswordScript(container: string): string {
+  return [
+    'set -eu',
+    // printf is the shell's builtin: the password is in no process's arguments.
+    'IFS= read -r password || true',
+    '[ -n "$password" ] || { echo \'grafanaAdminPassword is empty\' >&2; exit 1; }',
+    `printf '%s\\n' "$password" | docker exec -i ${shq(container)} grafana cli --homepath /usr/share/grafana admin reset-admin-password --password-from-stdin >/dev/null`,
+    `echo ${shq(`admin password of ${container} set`)}`,
   ].join('\n');
 }

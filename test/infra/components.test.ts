@@ -247,7 +247,7 @@ describe('HostFiles', () => {
     expect(write.inputs.create).not.toContain('SECRET');
     expect(write.inputs.stdin).toBe(`0640 tls/server.key ${Buffer.from('SECRET-KEY').toString('base64')}\n`);
     expect(write.inputs.delete).toBe(
-      "sudo -n rm -f '/srv/chatmirror/prod/service/tls/server.key'\nsudo -n rmdir '/srv/chatmirror/prod/service/tls' 2>/dev/null || true\nsudo -n rmdir '/srv/chatmirror/prod/service' 2>/dev/null || true",
+      "sudo -n rm -f '/srv/chatmirror/prod/service/tls/server.key' '/srv/chatmirror/prod/service/.chatmirror-files'\nsudo -n rmdir '/srv/chatmirror/prod/service/tls' 2>/dev/null || true\nsudo -n rmdir '/srv/chatmirror/prod/service' 2>/dev/null || true",
     );
     expect(write.secretPaths).toEqual(['connection']);
     expect(
@@ -469,7 +469,7 @@ describe('Benchmarks', () => {
     expect(String(timer.inputs.stdin)).toContain(
       `chatmirror-bench-staging.timer ${Buffer.from(benchmarks.timerUnit).toString('base64')}`,
     );
-    expect(benchmarks.serviceUnit).toContain(DIGESTS.service);
+    expect(await resolve(benchmarks.serviceUnit)).toContain(DIGESTS.service);
     expect(named('bench-files-write').secretPaths).toContain('stdin');
     expect(() => new Benchmarks('b', { ...benchmarks_args(), endpoint: 'http://x' })).toThrow(
       'Benchmarks b: args.endpoint must be https://, got http://x',
