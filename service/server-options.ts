@@ -7,6 +7,7 @@ import type { Server as HttpsServer } from 'node:https';
 import { type AddressInfo, isIPv6 } from 'node:net';
 import type { FastifyHttpOptions, FastifyHttpsOptions } from 'fastify';
 import type { ServiceConfig } from './config/schema.js';
+import { TLS_POLICY } from './tls/policy.js';
 
 // Node checks header and request timeouts on this period (default 30 s), so a 10 s headersTimeout could take
 // 40 s to fire; checking each second keeps the configured value honest at negligible cost.
@@ -57,7 +58,7 @@ export function fastifyServerOptions(
     return503OnClosing: false,
   };
   if (tls === undefined) return { ...common, http: node };
-  return { ...common, https: { ...node, cert: tls.cert, key: tls.key } };
+  return { ...common, https: { ...node, ...TLS_POLICY, cert: tls.cert, key: tls.key } };
 }
 
 /**

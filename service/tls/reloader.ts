@@ -6,6 +6,7 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { unwatchFile, watchFile } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Server as TlsServer } from 'node:tls';
+import { TLS_POLICY } from './policy.js';
 
 // Polling rather than fs.watch: it sees atomic renames and Kubernetes' symlink swaps of mounted secrets, works
 // on network filesystems, and two stat calls a second cost nothing.
@@ -60,7 +61,7 @@ export function watchCertificate(
       if (!x509.checkPrivateKey(createPrivateKey(key))) {
         throw new Error(`${files.keyFile} is not the key of ${files.certFile}`);
       }
-      server.setSecureContext({ cert, key });
+      server.setSecureContext({ ...TLS_POLICY, cert, key });
       log.info(`TLS certificate reloaded from ${files.certFile} (valid until ${x509.validTo})`);
       return true;
     } catch (err) {
