@@ -120,6 +120,16 @@ const ImagesSchema = Type.Object(
       digestRef('Prometheus node-exporter image, repo@sha256:…; default: from images.digestsFile.'),
     ),
     grafana: Type.Optional(digestRef('Grafana image, repo@sha256:…; default: from images.digestsFile.')),
+    haproxy: Type.Optional(
+      digestRef(
+        'HAProxy image (load balancer, serving.replicas > 1), repo@sha256:…; default: from images.digestsFile.',
+      ),
+    ),
+    redis: Type.Optional(
+      digestRef(
+        'Redis image (shared quota store, serving.replicas > 1), repo@sha256:…; default: from images.digestsFile.',
+      ),
+    ),
     digestsFile: Type.String({
       minLength: 1,
       default: 'images/digests.json',
@@ -135,6 +145,8 @@ const ImagesSchema = Type.Object(
           Type.String({ pattern: TAG_REF, description: 'repo:tag of node-exporter.' }),
         ),
         grafana: Type.Optional(Type.String({ pattern: TAG_REF, description: 'repo:tag of Grafana.' })),
+        haproxy: Type.Optional(Type.String({ pattern: TAG_REF, description: 'repo:tag of HAProxy.' })),
+        redis: Type.Optional(Type.String({ pattern: TAG_REF, description: 'repo:tag of Redis.' })),
       },
       {
         additionalProperties: false,
@@ -178,13 +190,19 @@ const ModelSchema = Type.Object(
 
 const ServingSchema = Type.Object(
   {
-    replicas: integer(1, 8, 1, 'Service containers; replica i publishes port + i.'),
+    replicas: integer(
+      1,
+      8,
+      1,
+      'Service containers. One publishes serving.port itself; more sit behind an HAProxy load balancer on serving.port ' +
+        '(rolled one at a time on change) and share a Redis quota store (needs quotaStorePassword).',
+    ),
     bindAddresses: Type.Array(Type.String({ minLength: 1 }), {
       minItems: 1,
       default: ['127.0.0.1'],
       description: 'Host addresses the API port is published on (never all interfaces unless listed).',
     }),
-    port: port(DEFAULT_API_PORT, 'Host port of the API (replica 0).'),
+    port: port(DEFAULT_API_PORT, 'Host port of the API (the load balancer, or the single replica).'),
     publicHost: Type.Optional(
       Type.String({
         pattern: '^[A-Za-z0-9.-]+$',
@@ -475,6 +493,12 @@ export const StackConfigSchema = Type.Object(
         description: 'Client API key entries {id, hash, scopes} from `chatmirror keygen --api-key` (JSON).',
       }),
     ),
+    quotaStorePassword: Type.Optional(
+      secretString(
+        'Password of the Redis quota store (serving.replicas > 1), 24+ URL-safe characters: `openssl rand -hex 32`.',
+        { pattern: '^[A-Za-z0-9._~-]{24,256}$' },
+      ),
+    ),
     tlsCertificate: Type.Optional(
       Type.String({ pattern: '-----BEGIN CERTIFICATE-----', description: 'PEM chain (tls.mode provided).' }),
     ),
@@ -500,8 +524,15 @@ export type BenchmarksConfig = StackConfig['benchmarks'];
 export type TlsConfig = StackConfig['tls'];
 export type FirewallConfig = StackConfig['firewall'];
 export type AlertThresholds = MonitoringConfig['alerts'];
-export type ImageName = 'service' | 'prometheus' | 'nodeExporter' | 'grafana';
-export const IMAGE_NAMES: ImageName[] = ['service', 'prometheus', 'nodeExporter', 'grafana'];
+export type ImageName = 'service' | 'prometheus' | 'nodeExporter' | 'grafana' | 'haproxy' | 'redis';
+export const IMAGE_NAMES: ImageName[] = [
+  'service',
+  'prometheus',
+  'nodeExporter',
+  'grafana',
+  'haproxy',
+  'redis',
+];
 
 /** Top-level keys whose value must be stored encrypted. */
 export const SECRET_KEYS = Object.entries(StackConfigSchema.properties)
@@ -709,11 +740,9 @@ function crossFieldIssues(config: StackConfig): StackConfigIssue[] {
     }
   }
 
+  // One host port for the API: the load balancer's (replicas > 1, which publish nothing), or the single replica's.
   const hostPorts = [
-    ...Array.from({ length: serving.replicas }, (_, i): [string[], number] => [
-      ['serving', 'port'],
-      serving.port + i,
-    ]),
+    [['serving', 'port'], serving.port] as [string[], number],
     ...(monitoring.enabled
       ? [
           [['monitoring', 'prometheusPort'], monitoring.prometheusPort] as [string[], number],
@@ -725,11 +754,15 @@ function crossFieldIssues(config: StackConfig): StackConfigIssue[] {
   for (const [path, hostPort] of hostPorts) {
     const other = seenPorts.get(hostPort);
     if (other !== undefined && other !== keyOf(path))
-      add(path, hostPort, `collides with ${other} (port ${hostPort}; replica i uses serving.port + i)`);
+      add(path, hostPort, `collides with ${other} (port ${hostPort})`);
     seenPorts.set(hostPort, keyOf(path));
   }
-  if (serving.port + serving.replicas - 1 > 65535)
-    add(['serving', 'replicas'], serving.replicas, 'serving.port + replicas - 1 must stay ≤ 65535');
+  if (serving.replicas > 1 && config.quotaStorePassword === undefined)
+    add(
+      ['quotaStorePassword'],
+      undefined,
+      `is required when chatmirror:serving.replicas is above 1 (the replicas share a Redis quota store)${secretHint('quotaStorePassword')}`,
+    );
 
   if (tls.renewBeforeDays >= tls.validityDays)
     add(

@@ -11,6 +11,8 @@ const ALIASES: Record<ImageName, string[]> = {
   prometheus: ['prometheus'],
   nodeExporter: ['nodeExporter', 'node-exporter', 'node_exporter'],
   grafana: ['grafana'],
+  haproxy: ['haproxy'],
+  redis: ['redis'],
 };
 
 /**

@@ -10,13 +10,15 @@ import * as docker from '@pulumi/docker';
 import * as pulumi from '@pulumi/pulumi';
 import { apiKeyId, hashApiKey } from '../service/security/auth/keys.js';
 import { Benchmarks } from './benchmarks.js';
-import { type ImageName, keyOf, type StackConfig } from './config.js';
+import { CONTAINER_API_PORT, type ImageName, keyOf, type StackConfig } from './config.js';
 import { Firewall } from './firewall.js';
 import { dockerProvider, type HostTarget } from './host.js';
 import { HostCapacity } from './host-capacity.js';
 import { HostFiles } from './host-files.js';
 import { parseDigestsFile, resolveImages } from './images.js';
+import { LoadBalancer } from './load-balancer.js';
 import { Monitoring } from './monitoring.js';
+import { QuotaStore, quotaStoreHost, REDIS_PORT } from './quota-store.js';
 import type { HostFacts } from './render/capacity.js';
 import { MiB } from './render/capacity.js';
 import { containerFeatures } from './render/daemon.js';
@@ -51,7 +53,8 @@ export interface ProgramOutputs {
   imageDigests: Record<string, string>;
   imageDrift: pulumi.Output<unknown[]>;
   capacityReport: string;
-  containers: string[];
+  /** The API replicas' container names (behind the balancer they change with every rolling replacement). */
+  containers: pulumi.Output<string[]>;
 }
 
 export const BENCH_SCOPES = ['chat', 'completions', 'models:read'];
@@ -91,6 +94,8 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
     textfile: `${dataDir}/textfile`,
     bench: `${dataDir}/bench`,
     history: `${dataDir}/bench-history`,
+    balancer: `${dataDir}/balancer`,
+    quotaStore: `${dataDir}/quota-store`,
   };
   const modelDir = onHost(cfg.model.hostPath);
   const modelId = cfg.model.id ?? modelDir.split('/').filter(Boolean).pop() ?? 'model';
@@ -127,10 +132,13 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
   const features = containerFeatures(inputs.facts);
 
   // ---- images and model ---------------------------------------------------------------------------------------
+  // More than one replica: HAProxy in front publishes the API port, Redis keeps the shared quotas.
+  const balanced = cfg.serving.replicas > 1;
   const needed: ImageName[] = [
     'service',
     ...(cfg.monitoring.enabled ? (['prometheus', 'nodeExporter'] as const) : []),
     ...(grafanaOn ? (['grafana'] as const) : []),
+    ...(balanced ? (['haproxy', 'redis'] as const) : []),
   ];
   const digestsText = inputs.readLocalFile(onOperator(cfg.images.digestsFile));
   const refs = resolveImages({
@@ -202,6 +210,16 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
     publicBaseUrl: endpoint,
     apiKeys,
     privateSubnet: cfg.serving.networkSubnet,
+    ...(balanced
+      ? {
+          behindBalancer: true,
+          quotaStore: {
+            host: quotaStoreHost(stack),
+            port: REDIS_PORT,
+            password: cfg.quotaStorePassword ?? '',
+          },
+        }
+      : {}),
   });
   const jwks =
     cfg.auth.jwt === undefined ? undefined : readRequired(cfg.auth.jwt.jwksFile, ['auth', 'jwt', 'jwksFile']);
@@ -241,7 +259,8 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
         stack,
         table: cfg.firewall.table,
         priority: cfg.firewall.priority,
-        apiPorts: Array.from({ length: cfg.serving.replicas }, (_, i) => cfg.serving.port + i),
+        // The one published API port: the balancer's, or the single replica's.
+        apiPorts: [cfg.serving.port],
         adminPorts: [
           ...(cfg.monitoring.enabled ? [cfg.monitoring.prometheusPort] : []),
           ...(grafanaOn ? [cfg.monitoring.grafanaPort] : []),
@@ -253,12 +272,32 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
   }
 
   // ---- containers --------------------------------------------------------------------------------------------
+  const quotaStore = balanced
+    ? new QuotaStore('quota-store', {
+        stack,
+        target,
+        provider,
+        image: images.redis!.ref,
+        network: network.name,
+        configDir: dirs.quotaStore,
+        group,
+        password: pulumi.secret(cfg.quotaStorePassword ?? ''),
+        memoryMb: 128,
+        restart: cfg.serving.restart,
+        logMaxSizeMb: cfg.serving.logMaxSizeMb,
+        logMaxFiles: cfg.serving.logMaxFiles,
+        features,
+        dependsOn: [images.redis!, network],
+      })
+    : undefined;
   const serving = new ServingContainer('serving', {
     stack,
     image: serviceImage.ref,
     replicas: cfg.serving.replicas,
-    bindAddresses: cfg.serving.bindAddresses,
-    hostPort: cfg.serving.port,
+    // Behind the balancer the replicas publish nothing; a single one publishes the API port itself.
+    ...(balanced
+      ? {}
+      : { publish: { bindAddresses: cfg.serving.bindAddresses, hostPort: cfg.serving.port } }),
     network: network.name,
     configDir: dirs.service,
     modelDir,
@@ -279,8 +318,43 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
       .digest('hex')
       .slice(0, 16),
     provider,
-    dependsOn: [capacity, serviceImage, model, serviceFiles, network, ...(firewall ? [firewall] : [])],
+    dependsOn: [
+      capacity,
+      serviceImage,
+      model,
+      serviceFiles,
+      network,
+      ...(firewall ? [firewall] : []),
+      ...(quotaStore ? [quotaStore] : []),
+    ],
   });
+  if (balanced)
+    new LoadBalancer('balancer', {
+      stack,
+      target,
+      provider,
+      image: images.haproxy!.ref,
+      network: network.name,
+      configDir: dirs.balancer,
+      group,
+      bindAddresses: cfg.serving.bindAddresses,
+      hostPort: cfg.serving.port,
+      replicas: cfg.serving.replicas,
+      backendHost: SERVICE_ALIAS,
+      backendPort: CONTAINER_API_PORT,
+      serverName: SERVICE_ALIAS,
+      certChainPem: tls.certChainPem,
+      keyPem: tls.keyPem,
+      caCertPem: tls.caCertPem,
+      serverTimeoutSeconds: 300,
+      memoryMb: 256,
+      cpus: 1,
+      restart: cfg.serving.restart,
+      logMaxSizeMb: cfg.serving.logMaxSizeMb,
+      logMaxFiles: cfg.serving.logMaxFiles,
+      features,
+      dependsOn: [images.haproxy!, network, ...serving.containers, ...(firewall ? [firewall] : [])],
+    });
 
   let monitoring: Monitoring | undefined;
   if (cfg.monitoring.enabled) {
@@ -382,7 +456,7 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
     imageDigests: Object.fromEntries(needed.map((name) => [name, refs[name]])),
     imageDrift: pulumi.all(drift).apply((all) => all.filter((d) => d !== undefined)),
     capacityReport: capacity.report.table,
-    containers: serving.names,
+    containers: pulumi.all(serving.names),
   };
 }
 

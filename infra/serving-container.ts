@@ -1,10 +1,19 @@
 /**
  * ServingContainer: the API replicas. Each is a hardened `docker.Container` (read-only root, non-root, no
  * capabilities, no privilege escalation, memory/CPU/process limits, rotated logs) that reads its config and TLS
- * material from a read-only mount and the model from another, publishes its port on the configured addresses
- * only, joins the private network under the alias the certificate names, and counts as created only once its
- * healthcheck (/ready over HTTPS) passes.
+ * material from a read-only mount and the model from another, joins the private network under the alias the
+ * certificate names, and counts as created only once its healthcheck (/ready over HTTPS) passes.
+ *
+ * Two ways to reach them:
+ * - one replica, `publish` given: it publishes its port on the configured addresses itself, under a fixed name;
+ *   a change replaces it delete-first (a short gap: there is no second replica to carry the traffic);
+ * - behind the load balancer (`publish` absent, any number): nothing is published, and a change rolls them one at
+ *   a time. Each name carries a short hash of everything that replaces it, so the old and new container can
+ *   exist together: the engine creates the new replica i (healthy before the create completes: `wait`), only
+ *   then replica i+1 (it depends on replica i), and deletes the old ones at the end of the update. The balancer
+ *   finds them all under the shared alias and sends traffic to the healthy ones.
  */
+import { createHash } from 'node:crypto';
 import type * as docker from '@pulumi/docker';
 import * as dockerProvider from '@pulumi/docker';
 import * as pulumi from '@pulumi/pulumi';
@@ -19,9 +28,11 @@ export interface ServingContainerArgs {
   /** repo@sha256:… */
   image: string;
   replicas: number;
-  /** Host addresses to publish on; replica i publishes hostPort + i on each. */
-  bindAddresses: string[];
-  hostPort: number;
+  /**
+   * A single replica that clients reach directly: its port is published on these host addresses. Absent: the
+   * replicas sit behind the load balancer, publish nothing and roll one at a time.
+   */
+  publish?: { bindAddresses: string[]; hostPort: number };
   network: pulumi.Input<string>;
   /** Host directory with config.yaml, tls/ and jwks.json (mounted read-only at /etc/chatmirror). */
   configDir: string;
@@ -39,7 +50,7 @@ export interface ServingContainerArgs {
   waitTimeoutSeconds: number;
   /** What the target daemon grants (render/daemon.ts): healthcheck start interval, nofile limit. */
   features: ContainerFeatures;
-  /** Changes that must restart the replicas (the config files' content hash), so a new config is read. */
+  /** Changes that must replace the replicas (the config files' content hash), so a new config is read. */
   restartTriggers?: pulumi.Input<string>;
   provider: docker.Provider;
   /** What must exist before a replica starts: verified image and model, written config files. */
@@ -62,20 +73,31 @@ export const HEALTHCHECK_SCRIPT = [
 
 export class ServingContainer extends pulumi.ComponentResource {
   readonly containers: dockerProvider.Container[];
-  readonly names: string[];
-  /** `alias-or-name:8443` per replica, for Prometheus. */
+  /** The containers' names: fixed for a published replica, `<logical>-<hash>` behind the balancer. */
+  readonly names: pulumi.Output<string>[];
+  /** `chatmirror-<stack>-<i>:8443` per replica (a network alias that survives replacement), for Prometheus. */
   readonly targets: string[];
 
   constructor(name: string, args: ServingContainerArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super('chatmirror:index:ServingContainer', name, {}, opts);
     if (!Number.isInteger(args.replicas) || args.replicas < 1)
       throw new Error(`ServingContainer ${name}: args.replicas must be an integer ≥ 1, got ${args.replicas}`);
-    if (args.bindAddresses.length === 0)
-      throw new Error(
-        `ServingContainer ${name}: args.bindAddresses is empty; say which host addresses to publish on`,
-      );
-    if (args.bindAddresses.includes('0.0.0.0') || args.bindAddresses.includes('::'))
-      pulumi.log.warn(`ServingContainer ${name}: args.bindAddresses publishes on every interface`, this);
+    const publish = args.publish;
+    if (publish !== undefined) {
+      if (args.replicas !== 1)
+        throw new Error(
+          `ServingContainer ${name}: args.publish is for a single replica; ${args.replicas} replicas need the load balancer in front (leave publish out)`,
+        );
+      if (publish.bindAddresses.length === 0)
+        throw new Error(
+          `ServingContainer ${name}: args.publish.bindAddresses is empty; say which host addresses to publish on`,
+        );
+      if (publish.bindAddresses.includes('0.0.0.0') || publish.bindAddresses.includes('::'))
+        pulumi.log.warn(
+          `ServingContainer ${name}: args.publish.bindAddresses publishes on every interface`,
+          this,
+        );
+    }
     for (const [arg, path] of [
       ['configDir', args.configDir],
       ['modelDir', args.modelDir],
@@ -84,75 +106,110 @@ export class ServingContainer extends pulumi.ComponentResource {
         throw new Error(`ServingContainer ${name}: args.${arg} must be absolute, got ${path}`);
     }
 
-    this.names = Array.from({ length: args.replicas }, (_, i) => `chatmirror-${args.stack}-${i}`);
-    this.targets = this.names.map((n) => `${n}:${CONTAINER_API_PORT}`);
-    this.containers = this.names.map(
-      (containerName, i) =>
-        new dockerProvider.Container(
-          containerName,
+    const logicalNames = Array.from({ length: args.replicas }, (_, i) => `chatmirror-${args.stack}-${i}`);
+    this.targets = logicalNames.map((n) => `${n}:${CONTAINER_API_PORT}`);
+    this.containers = [];
+    for (const [i, logicalName] of logicalNames.entries()) {
+      const spec = {
+        image: args.image,
+        command: SERVE_COMMAND,
+        envs: [`CHATMIRROR_CONFIG=${SERVICE_PATHS.configFile}`, 'NODE_ENV=production'],
+        ...hardenedContainer({
+          user: args.user,
+          memoryMb: args.memoryMb,
+          cpus: args.cpus,
+          pidsLimit: args.pidsLimit,
+          logMaxSizeMb: args.logMaxSizeMb,
+          logMaxFiles: args.logMaxFiles,
+          nofile: args.features.nofile,
+          tmpfs: { '/tmp': 256 },
+        }),
+        mounts: [
+          { type: 'bind', source: args.configDir, target: SERVICE_PATHS.configDir, readOnly: true },
           {
-            name: containerName,
-            image: args.image,
-            command: SERVE_COMMAND,
-            envs: [`CHATMIRROR_CONFIG=${SERVICE_PATHS.configFile}`, 'NODE_ENV=production'],
-            ...hardenedContainer({
-              user: args.user,
-              memoryMb: args.memoryMb,
-              cpus: args.cpus,
-              pidsLimit: args.pidsLimit,
-              logMaxSizeMb: args.logMaxSizeMb,
-              logMaxFiles: args.logMaxFiles,
-              nofile: args.features.nofile,
-              tmpfs: { '/tmp': 256 },
-            }),
-            mounts: [
-              { type: 'bind', source: args.configDir, target: SERVICE_PATHS.configDir, readOnly: true },
-              {
-                type: 'bind',
-                source: args.modelDir,
-                target: `${SERVICE_PATHS.modelsDir}/${args.modelId}`,
-                readOnly: true,
-              },
-            ],
-            ports: args.bindAddresses.map((ip) => ({
-              internal: CONTAINER_API_PORT,
-              external: args.hostPort + i,
-              ip,
-              protocol: 'tcp',
-            })),
-            networkMode: args.network,
-            networksAdvanced: [{ name: args.network, aliases: [SERVICE_ALIAS, containerName] }],
-            restart: args.restart,
-            ...(args.restart === 'on-failure' ? { maxRetryCount: 5 } : {}),
-            healthcheck: {
-              tests: ['CMD', 'node', '-e', HEALTHCHECK_SCRIPT],
-              interval: '15s',
-              timeout: '5s',
-              retries: 3,
-              startPeriod: `${args.healthStartPeriodSeconds}s`,
-              // Probes every 2 s during the start period (ready in seconds, not after a 15 s interval); only
-              // where the daemon's API has it (1.44+), else the create fails.
-              ...(args.features.healthStartInterval ? { startInterval: '2s' } : {}),
-            },
-            wait: true,
-            waitTimeout: args.waitTimeoutSeconds,
-            stopSignal: 'SIGTERM',
-            // The service drains for up to 30 s (server.shutdownGraceMs); give it that and a little more.
-            stopTimeout: 40,
-            destroyGraceSeconds: 40,
-            labels: [
-              { label: 'chatmirror.stack', value: args.stack },
-              { label: 'chatmirror.role', value: 'api' },
-              { label: 'chatmirror.replica', value: String(i) },
-              ...(args.restartTriggers === undefined
-                ? []
-                : [{ label: 'chatmirror.config-sha256', value: args.restartTriggers }]),
-            ],
+            type: 'bind',
+            source: args.modelDir,
+            target: `${SERVICE_PATHS.modelsDir}/${args.modelId}`,
+            readOnly: true,
           },
-          // A fixed container name and host port cannot exist twice: remove the old replica before its successor.
-          { parent: this, provider: args.provider, deleteBeforeReplace: true, dependsOn: args.dependsOn },
+        ],
+        ports: (publish?.bindAddresses ?? []).map((ip) => ({
+          internal: CONTAINER_API_PORT,
+          external: publish!.hostPort,
+          ip,
+          protocol: 'tcp',
+        })),
+        networkMode: args.network,
+        // SERVICE_ALIAS: what the balancer resolves (and the certificate names); the logical name: Prometheus's
+        // per-replica target, shared by the old and new container while one replaces the other.
+        networksAdvanced: [{ name: args.network, aliases: [SERVICE_ALIAS, logicalName] }],
+        restart: args.restart,
+        ...(args.restart === 'on-failure' ? { maxRetryCount: 5 } : {}),
+        healthcheck: {
+          tests: ['CMD', 'node', '-e', HEALTHCHECK_SCRIPT],
+          interval: '15s',
+          timeout: '5s',
+          retries: 3,
+          startPeriod: `${args.healthStartPeriodSeconds}s`,
+          // Probes every 2 s during the start period (ready in seconds, not after a 15 s interval); only
+          // where the daemon's API has it (1.44+), else the create fails.
+          ...(args.features.healthStartInterval ? { startInterval: '2s' } : {}),
+        },
+        wait: true,
+        waitTimeout: args.waitTimeoutSeconds,
+        stopSignal: 'SIGTERM',
+        // The service drains for up to 30 s (server.shutdownGraceMs); give it that and a little more.
+        stopTimeout: 40,
+        destroyGraceSeconds: 40,
+        labels: [
+          { label: 'chatmirror.stack', value: args.stack },
+          { label: 'chatmirror.role', value: 'api' },
+          { label: 'chatmirror.replica', value: String(i) },
+          ...(args.restartTriggers === undefined
+            ? []
+            : [{ label: 'chatmirror.config-sha256', value: args.restartTriggers }]),
+        ],
+      } satisfies Omit<dockerProvider.ContainerArgs, 'name'>;
+      const containerName: pulumi.Input<string> =
+        publish === undefined
+          ? pulumi.output(spec).apply((resolved) => `${logicalName}-${specHash(resolved)}`)
+          : logicalName;
+      const previous = this.containers[i - 1];
+      this.containers.push(
+        new dockerProvider.Container(
+          logicalName,
+          { name: containerName, ...spec },
+          {
+            parent: this,
+            provider: args.provider,
+            dependsOn: [...args.dependsOn, ...(previous === undefined ? [] : [previous])],
+            // A published replica has a fixed name and host port, which cannot exist twice: remove the old one
+            // first. Behind the balancer the new one is created (and healthy) before the old one goes.
+            deleteBeforeReplace: publish !== undefined,
+          },
         ),
-    );
+      );
+    }
+    this.names = this.containers.map((c) => c.name);
     this.registerOutputs({ names: this.names, targets: this.targets });
   }
+}
+
+/**
+ * 8 hex digits of sha256 over the container's settings (keys sorted): any change that replaces the container
+ * changes its name, so the replacement never collides with the container it replaces.
+ */
+export function specHash(spec: unknown): string {
+  return createHash('sha256').update(stableJson(spec)).digest('hex').slice(0, 8);
+}
+
+function stableJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
+  if (typeof value === 'object' && value !== null)
+    return `{${Object.keys(value)
+      .sort()
+      .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${stableJson((value as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  return JSON.stringify(value) ?? 'null';
 }

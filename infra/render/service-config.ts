@@ -32,6 +32,18 @@ export interface ServiceConfigInputs {
   apiKeys: ApiKeyEntry[];
   /** Subnet of the private network: Prometheus and the benchmark connect from there. */
   privateSubnet: string;
+  /**
+   * The shared Redis quota store (replicas > 1): its host on the private network, port and password. The service
+   * reads the password only from quotas.redisUrl, so it is in this file (a secret file, never a command line).
+   */
+  quotaStore?: { host: string; port: number; password: string };
+  /** Replicas behind the load balancer: its X-Forwarded-For, from the private network, names the client. */
+  behindBalancer?: boolean;
+}
+
+/** `redis://:PASSWORD@host:port/0`; the password's characters are URL-safe (config: quotaStorePassword). */
+export function redisUrl(store: { host: string; port: number; password: string }): string {
+  return `redis://:${encodeURIComponent(store.password)}@${store.host}:${store.port}/0`;
 }
 
 export function serviceConfigObject(i: ServiceConfigInputs): Record<string, unknown> {
@@ -65,9 +77,18 @@ export function serviceConfigObject(i: ServiceConfigInputs): Record<string, unkn
             jwt: { issuer: auth.jwt.issuer, audience: auth.jwt.audience, jwksFile: SERVICE_PATHS.jwksFile },
           }),
     },
-    quotas: { store: 'memory', default: serving.quotas },
-    // An allowlist must still let the monitoring and benchmark containers in; they connect from the private net.
-    network: { allowlist: serving.allowlist.length === 0 ? [] : [...serving.allowlist, i.privateSubnet] },
+    // One replica counts in its own memory; several share Redis, or each would grant a client the full limit.
+    quotas:
+      i.quotaStore === undefined
+        ? { store: 'memory', default: serving.quotas }
+        : { store: 'redis', redisUrl: redisUrl(i.quotaStore), default: serving.quotas },
+    network: {
+      // An allowlist must still let the monitoring and benchmark containers in; they connect from the private net.
+      allowlist: serving.allowlist.length === 0 ? [] : [...serving.allowlist, i.privateSubnet],
+      // Only containers of this stack are on the private network; the balancer among them sets X-Forwarded-For
+      // (after dropping the client's own), so the allowlist and the logs see the client, not the balancer.
+      ...(i.behindBalancer === true ? { trustedProxies: [i.privateSubnet] } : {}),
+    },
     metrics: { enabled: true },
     log: { level: serving.logLevel, prompts: false },
   };

@@ -266,9 +266,8 @@ describe('ServingContainer', () => {
   const args = () => ({
     stack: 'prod',
     image: DIGESTS.service,
-    replicas: 2,
-    bindAddresses: ['203.0.113.10'],
-    hostPort: 8443,
+    replicas: 1,
+    publish: { bindAddresses: ['203.0.113.10'], hostPort: 8443 },
     network: 'chatmirror-prod',
     configDir: '/srv/chatmirror/prod/service',
     modelDir: '/srv/models/chat-1b-int8',
@@ -282,17 +281,17 @@ describe('ServingContainer', () => {
     logMaxFiles: 10,
     healthStartPeriodSeconds: 180,
     waitTimeoutSeconds: 600,
-    features: { healthStartInterval: true, nofile: 65_536 },
+    features: { healthStartInterval: true, nofile: 65_536, hostRootMount: true },
     provider: new docker.Provider('docker', {}),
     dependsOn: [],
   });
 
-  it('creates hardened replicas with their ports on the configured addresses only', async () => {
+  it('creates a hardened replica with its port on the configured addresses only', async () => {
     const serving = new ServingContainer('serving', args());
-    expect(serving.targets).toEqual(['chatmirror-prod-0:8443', 'chatmirror-prod-1:8443']);
-    await resolve(serving.containers[1]!.id);
+    expect(serving.targets).toEqual(['chatmirror-prod-0:8443']);
+    await resolve(serving.containers[0]!.id);
     await mocks.settle();
-    const [first, second] = byType('docker:index/container:Container');
+    const [first] = byType('docker:index/container:Container');
     expect(first!.inputs).toMatchObject({
       name: 'chatmirror-prod-0',
       image: DIGESTS.service,
@@ -322,17 +321,33 @@ describe('ServingContainer', () => {
       startPeriod: '180s',
       tests: ['CMD', 'node', '-e', expect.stringContaining("path:'/ready'")],
     });
-    expect(second!.inputs.ports).toEqual([
-      { internal: 8443, external: 8444, ip: '203.0.113.10', protocol: 'tcp' },
+  });
+
+  it('behind the balancer: publishes nothing, hashed names, each replica after the previous one', async () => {
+    const { publish: _, ...rest } = args();
+    const serving = new ServingContainer('serving', { ...rest, replicas: 2 });
+    expect(serving.targets).toEqual(['chatmirror-prod-0:8443', 'chatmirror-prod-1:8443']);
+    const names = await Promise.all(serving.names.map((n) => resolve(n)));
+    expect(names).toEqual([
+      expect.stringMatching(/^chatmirror-prod-0-[0-9a-f]{8}$/),
+      expect.stringMatching(/^chatmirror-prod-1-[0-9a-f]{8}$/),
     ]);
+    await mocks.settle();
+    const [first, second] = byType('docker:index/container:Container');
+    expect(first!.inputs.ports).toEqual([]);
+    expect(second!.options.dependencies).toContain(first!.urn);
+    expect(second!.options.deleteBeforeReplace).toBe(false);
   });
 
   it('checks its arguments first', () => {
     expect(() => new ServingContainer('s', { ...args(), replicas: 0 })).toThrow(
       'ServingContainer s: args.replicas must be an integer ≥ 1, got 0',
     );
-    expect(() => new ServingContainer('s', { ...args(), bindAddresses: [] })).toThrow(
-      'ServingContainer s: args.bindAddresses is empty',
+    expect(
+      () => new ServingContainer('s', { ...args(), publish: { bindAddresses: [], hostPort: 8443 } }),
+    ).toThrow('ServingContainer s: args.publish.bindAddresses is empty');
+    expect(() => new ServingContainer('s', { ...args(), replicas: 2 })).toThrow(
+      'ServingContainer s: args.publish is for a single replica; 2 replicas need the load balancer in front',
     );
     expect(() => new ServingContainer('s', { ...args(), user: '0:0' })).toThrow(/non-root/);
   });
@@ -398,6 +413,7 @@ describe('Monitoring', () => {
       benchmarks: true,
       serviceTargets: ['chatmirror-prod-0:8443'],
       retainData: true,
+      features: { healthStartInterval: true, nofile: 65_536, hostRootMount: true },
       caCertPem: 'CA',
       metricsToken: 'TOKEN',
       grafanaAdminPassword: 'PASSWORD',

@@ -161,6 +161,7 @@ describe('bad values', () => {
     const config = parseStackConfig({
       ...minimal,
       'chatmirror:serving': JSON.stringify({ replicas: 3, cpus: 1.5 }),
+      'chatmirror:quotaStorePassword': 'q'.repeat(24),
     });
     expect(config.serving).toMatchObject({ replicas: 3, cpus: 1.5, memoryMb: 2048 });
     expect(errorOf({ ...minimal, 'chatmirror:serving': '{"replicas": 0}' })).toContain(
@@ -192,7 +193,7 @@ describe('bad values', () => {
     expect(
       errorOf({
         ...minimal,
-        'chatmirror:serving': { replicas: 2, port: 9089 },
+        'chatmirror:serving': { port: 9090 },
         'chatmirror:monitoring': { enabled: true, prometheusPort: 9090 },
         'chatmirror:grafanaAdminPassword': 'x'.repeat(12),
         'chatmirror:metricsToken': `cmk_p_${'a'.repeat(43)}`,

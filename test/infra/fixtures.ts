@@ -10,6 +10,8 @@ export const DIGESTS = {
   prometheus: `docker.io/prom/prometheus@${digest('prometheus')}`,
   nodeExporter: `docker.io/prom/node-exporter@${digest('node-exporter')}`,
   grafana: `docker.io/grafana/grafana@${digest('grafana')}`,
+  haproxy: `127.0.0.1:5000/chatmirror/haproxy@${digest('haproxy')}`,
+  redis: `127.0.0.1:5000/chatmirror/redis@${digest('redis')}`,
 };
 
 export const DIGESTS_FILE = JSON.stringify({
@@ -17,11 +19,14 @@ export const DIGESTS_FILE = JSON.stringify({
   prometheus: DIGESTS.prometheus,
   'node-exporter': { repository: 'docker.io/prom/node-exporter', digest: digest('node-exporter') },
   grafana: { ref: DIGESTS.grafana },
+  haproxy: DIGESTS.haproxy,
+  redis: DIGESTS.redis,
 });
 
 export const METRICS_TOKEN = `cmk_prometheus_${'A'.repeat(43)}`;
 export const BENCH_TOKEN = `cmk_bench_${'B'.repeat(43)}`;
 export const GRAFANA_PASSWORD = 'correct horse battery staple';
+export const QUOTA_STORE_PASSWORD = 'f3c1a9d0e8b7465a9c2d1e0f7a6b5c4d';
 export const CLIENT_KEYS = [{ id: 'qa', hash: `sha256:${'c'.repeat(64)}`, scopes: ['chat', 'models:read'] }];
 export const JWKS = JSON.stringify({
   keys: [{ kty: 'OKP', crv: 'Ed25519', x: 'abc', kid: 'k1', alg: 'EdDSA' }],
@@ -67,6 +72,9 @@ export async function stackPlanOptions(stack: 'local' | 'staging' | 'prod'): Pro
     config['chatmirror:tlsCaCertificate'] = pems.ca;
     config['chatmirror:tlsPrivateKey'] = pems.key;
     secretKeys.push('chatmirror:tlsPrivateKey');
+    // Two replicas share a Redis quota store.
+    config['chatmirror:quotaStorePassword'] = QUOTA_STORE_PASSWORD;
+    secretKeys.push('chatmirror:quotaStorePassword');
   }
   return {
     stack,

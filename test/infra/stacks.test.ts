@@ -56,6 +56,7 @@ describe.each(['local', 'staging', 'prod'])('the %s stack', (stack) => {
         'ServingContainer',
         'Monitoring',
         ...(stack === 'local' ? [] : ['Firewall', 'Benchmarks']),
+        ...(stack === 'prod' ? ['LoadBalancer', 'QuotaStore'] : []),
       ]),
     );
     expect(plan.outputs.endpoint).toMatch(/^https:\/\//);
@@ -64,8 +65,13 @@ describe.each(['local', 'staging', 'prod'])('the %s stack', (stack) => {
     expect(urls.prometheus).toMatch(/^http:\/\/.+:9090$/);
     if (stack === 'local') expect(urls.grafana).toBeUndefined();
     else expect(urls.grafana).toMatch(/^http:\/\/.+:3000$/);
-    const { grafana: _grafana, ...withoutGrafana } = DIGESTS;
-    expect(plan.outputs.imageDigests).toEqual(stack === 'local' ? withoutGrafana : DIGESTS);
+    // HAProxy and Redis only where there is more than one replica (prod).
+    const { grafana, haproxy, redis, ...always } = DIGESTS;
+    expect(plan.outputs.imageDigests).toEqual({
+      ...always,
+      ...(stack === 'local' ? {} : { grafana }),
+      ...(stack === 'prod' ? { haproxy, redis } : {}),
+    });
     expect(plan.outputs.capacityReport).toMatch(/^resource +need +have/);
   });
 
@@ -198,14 +204,14 @@ describe('staging', () => {
 });
 
 describe('prod', () => {
-  it('runs two replicas with larger limits on the public address', () => {
+  it('runs two replicas with larger limits behind the balancer on the public address', () => {
     const plan = plans.prod!;
     const replicas = plan.resources.filter(
       (r) => r.type === CONTAINER && /^chatmirror-prod-\d$/.test(r.name),
     );
-    expect(replicas.map((r) => r.inputs.ports)).toEqual([
-      [{ internal: 8443, external: 8443, ip: '203.0.113.10', protocol: 'tcp' }],
-      [{ internal: 8443, external: 8444, ip: '203.0.113.10', protocol: 'tcp' }],
+    expect(replicas.map((r) => r.inputs.ports)).toEqual([[], []]);
+    expect(find(plan, 'chatmirror-prod-balancer').inputs.ports).toEqual([
+      { internal: 8443, external: 8443, ip: '203.0.113.10', protocol: 'tcp' },
     ]);
     expect(replicas[0]!.inputs).toMatchObject({
       memory: 6144,
