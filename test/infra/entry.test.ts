@@ -30,7 +30,8 @@ it('the program entry runs the local stack and exports every promised output', a
   // Grafana is off in the local stack (no offline image of it): no output for it, and no undefined output either.
   expect(program.monitoringUrls).toEqual({ prometheus: 'http://127.0.0.1:9090' });
   expect(Object.entries(program).filter(([, value]) => value === undefined)).toEqual([]);
-  const { grafana: _grafana, ...localDigests } = DIGESTS;
+  // One replica: no Grafana locally, and no balancer or quota store (HAProxy, Redis).
+  const { grafana: _grafana, haproxy: _haproxy, redis: _redis, ...localDigests } = DIGESTS;
   expect(program.imageDigests).toEqual(localDigests);
   expect(program.capacityReport).toMatch(/^resource +need +have[\s\S]*cpu cores/);
   expect(program.containers).toEqual(['chatmirror-local-0']);
