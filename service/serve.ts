@@ -23,6 +23,10 @@ import { type CertificateWatcher, watchCertificate } from './tls/reloader.js';
 // this long to write it before their connections are cut.
 const FORCE_CLOSE_AFTER_ABORT_MS = 2_000; // 2 seconds
 const IDLE_SWEEP_MS = 100; // 0.1 seconds: how soon a drained keep-alive connection is closed
+const DRAIN_POLL_MS = 50; // how often the drain checks whether the generations in flight have finished
+/** What SIGHUP does, said in its log line and the README alike. */
+export const SIGHUP_RELOADS =
+  're-read the TLS certificate and the JWKS; the config file is not re-read (restart to apply changes to it)';
 // Once shut down, the process should exit on its own; if a stray handle keeps it alive, exit anyway.
 const EXIT_WATCHDOG_MS = 5_000; // 5 seconds
 
@@ -98,7 +102,7 @@ export async function serve(options: ServeOptions = {}): Promise<RunningService>
   // SIGHUP also re-reads a local JWKS, so a rotated signing key is picked up without a restart.
   const onHangup = () => {
     app.authenticator.reload().then(
-      () => app.log.info('SIGHUP: reloaded the JWKS'),
+      () => app.log.info(`SIGHUP: ${SIGHUP_RELOADS}`),
       (err: Error) => app.log.error(`SIGHUP: JWKS reload failed, keeping the old keys: ${err.message}`),
     );
   };
@@ -118,9 +122,19 @@ export async function serve(options: ServeOptions = {}): Promise<RunningService>
     app.lifecycle.beginDrain();
     watcher?.close();
     const graceTimer = setTimeout(skipGrace, graceMs);
+    // Still listening while generations finish: a new connection gets the documented 503 server_shutting_down
+    // (and /ready 503) instead of ECONNREFUSED, which orchestrators' probes and retrying clients rely on. The
+    // listener closes once nothing is generating, or when the grace period ends.
+    const idleSweep = setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS);
+    let graceEnded = false;
+    await Promise.race([
+      untilIdle(engine, () => graceEnded),
+      graceOver.then(() => {
+        graceEnded = true;
+      }),
+    ]);
     // server.close() drops the connections idle at that moment only; one whose response finishes later would
     // stay open for keepAliveTimeoutMs and hold up the close, so keep dropping idle ones until it completes.
-    const idleSweep = setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS);
     const closed = app.close();
     try {
       const finished = await Promise.race([closed.then(() => true), graceOver.then(() => false)]);
@@ -242,6 +256,15 @@ export function howToCall(options: {
 
 function shellQuote(text: string): string {
   return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Resolves once the engine has nothing running or queued (or `stop` says the wait is over anyway). */
+async function untilIdle(engine: Engine, stop: () => boolean): Promise<void> {
+  while (!stop()) {
+    const { running, waiting } = engine.stats();
+    if (running + waiting === 0) return;
+    await delay(DRAIN_POLL_MS);
+  }
 }
 
 function delay(ms: number): Promise<void> {

@@ -274,6 +274,16 @@ describe('serve over HTTPS with the development certificate', () => {
     expect(err?.code).toBe('DEPTH_ZERO_SELF_SIGNED_CERT');
   });
 
+  it('on SIGHUP says what it reloads and that the config file is not among it', async () => {
+    serve.child.kill('SIGHUP');
+    await waitForOutput(
+      serve,
+      /SIGHUP: re-read the TLS certificate and the JWKS; the config file is not re-read/,
+      10_000,
+    );
+    expect((await httpsRequest(`${base.origin}/health`, { ca })).status).toBe(200);
+  });
+
   it('on SIGTERM finishes the stream in flight, reports not-ready while draining, then exits 0', async () => {
     // A kept-alive connection that has been served once, and is busy with a request whose headers are not yet
     // complete: busy, because the drain closes idle connections at once.
@@ -312,6 +322,16 @@ describe('serve over HTTPS with the development certificate', () => {
     serve.child.kill('SIGTERM');
 
     await waitForOutput(serve, /SIGTERM: draining/, 5_000);
+    // While the stream is still generating, a new connection is still accepted and told so: 503, not
+    // ECONNREFUSED.
+    const fresh = await httpsRequest(`${base.origin}/ready`, { ca });
+    expectOpenAIError(fresh, 503, 'server_shutting_down', 'server_error');
+    const refused = await httpsRequest(`${base.origin}/v1/chat/completions`, {
+      ca,
+      body: { model: modelId, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2 },
+    });
+    expectOpenAIError(refused, 503, 'server_shutting_down', 'server_error');
+    expect(refused.headers['retry-after']).toBe('1');
     probe.socket.write('\r\n');
     const during = await probe.next();
     expectOpenAIError(during, 503, 'server_shutting_down', 'server_error');
