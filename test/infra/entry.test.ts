@@ -34,7 +34,7 @@ it('the program entry runs the local stack and exports every promised output', a
   const { grafana: _grafana, haproxy: _haproxy, redis: _redis, ...localDigests } = DIGESTS;
   expect(program.imageDigests).toEqual(localDigests);
   expect(program.capacityReport).toMatch(/^resource +need +have[\s\S]*cpu cores/);
-  expect(program.containers).toEqual(['chatmirror-local-0']);
+  expect(await resolve(program.containers)).toEqual(['chatmirror-local-0']);
   await mocks.settle();
   expect(mocks.resources.filter((r) => r.type === 'docker:index/container:Container')).toHaveLength(3);
 }, 120_000);
