@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds chatmirror's container image without any public container registry, pushes it to a registry on loopback
-# and records what was pushed. What CI and local stacks run; a fresh Debian bookworm machine (as root) is enough:
+# Builds chatmirror's container images without any public container registry, pushes them to a registry on
+# loopback and records what was pushed. What CI and local stacks run; a fresh Debian bookworm machine (as root) is enough:
 #
 #   1. Debian packages: docker.io, docker-registry, debootstrap (apt, when missing)
 #   2. dockerd: reused when it answers; else started (systemd, or in the background with --iptables=false, so the
@@ -10,10 +10,14 @@
 #      (images/base-rootfs.sh), `docker import`ed. Cached: the image itself, and its rootfs tarball under
 #      $CHATMIRROR_IMAGE_CACHE/base/<key>.tar, <key> hashing the recipe and the mirrors
 #   4. service image chatmirror/service:<version> from service/Dockerfile with BASE_IMAGE=chatmirror/base:<key>
-#   5. Debian's docker-registry on $CHATMIRROR_REGISTRY (127.0.0.1:5000), storage in the cache dir; both images
+#   4b. images from Debian packages on the same base, images/<name>/Dockerfile: prometheus (with promtool),
+#      node-exporter, alertmanager (with amtool), haproxy, redis; labelled with the installed Debian versions
+#      (images/labels.Dockerfile) and tagged chatmirror/<name>:<package version>
+#   5. Debian's docker-registry on $CHATMIRROR_REGISTRY (127.0.0.1:5000), storage in the cache dir; every image
 #      pushed
-#   6. images/digests.json (digests, references, sizes) and images/sbom.cdx.json (CycloneDX: the npm production
-#      dependencies, the Debian packages and Node.js in the image), via images/record.ts
+#   6. images/digests.json (digests, references, sizes, Debian versions) and CycloneDX SBOMs via images/record.ts:
+#      images/sbom.cdx.json for the service (npm production dependencies, Debian packages, Node.js) and
+#      images/sbom-<name>.cdx.json for each Debian-packaged image (its Debian packages, Node.js)
 #
 # dockerd and the registry are left running for the tests and stacks that pull from it.
 #
@@ -21,7 +25,8 @@
 #   CHATMIRROR_IMAGE_CACHE    cache directory (default /var/cache/chatmirror)
 #   CHATMIRROR_REGISTRY       registry address, loopback only (default 127.0.0.1:5000)
 #   CHATMIRROR_IMAGE_DIGESTS  where to write the digests (default images/digests.json)
-#   CHATMIRROR_BASE_REBUILD=1 rebuild the base even when cached (to pick up new Debian security updates)
+#   CHATMIRROR_BASE_REBUILD=1 rebuild the base even when cached (to pick up new Debian security updates; the
+#                             Debian-packaged images are then rebuilt too, with apt's current versions)
 #   CHATMIRROR_DEBIAN_MIRROR, CHATMIRROR_DEBIAN_SECURITY_MIRROR  override the mirrors read from apt's sources
 set -euo pipefail
 
@@ -195,6 +200,62 @@ tar -c -C "$repo" package.json package-lock.json tsconfig.json service test/fixt
 size=$("$docker" image inspect --format '{{.Size}}' "$service")
 log "built $service ($((size / 1000000)) MB)"
 
+# ---- 4b. Debian-packaged images -------------------------------------------------------------------------------
+# images/<name>/Dockerfile on the same base: a Debian package installed with apt from the mirror (RUN steps share
+# the host's network, as above), hardened like the service (numeric non-root user, read-only root, HEALTHCHECK).
+# Then images/labels.Dockerfile adds the labels that need what the first build installed: the Debian version of
+# each package its io.chatmirror.debian.install label names, read back with dpkg-query in the image. Tagged with the
+# main package's version (tag-safe: epoch dropped, + and ~ as _). The revision and time are those of the last
+# commit touching the image's directory, so that commits elsewhere do not move these images' digests; both steps
+# come from the classic builder's cache when nothing changed.
+debian_images=(prometheus node-exporter alertmanager haproxy redis)
+declare -A debian_image_tag=()
+for name in "${debian_images[@]}"; do
+  dir=$repo/images/$name
+  [ -f "$dir/Dockerfile" ] || die "no $dir/Dockerfile"
+  unlabelled=chatmirror/$name:unlabelled
+  log "building chatmirror/$name on $base"
+  proxy_args=()
+  for proxy in HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy no_proxy; do
+    [ -z "${!proxy:-}" ] || proxy_args+=(--build-arg "$proxy=${!proxy}")
+  done
+  tar -c -C "$dir" . |
+    DOCKER_BUILDKIT=0 "$docker" build --force-rm --network host --build-arg "BASE_IMAGE=$base" "${proxy_args[@]}" \
+      -t "$unlabelled" - >"$cache/$name-build.log" 2>&1 || {
+    tail -n 40 "$cache/$name-build.log" >&2
+    die "docker build of images/$name failed (full log: $cache/$name-build.log)"
+  }
+  install=$("$docker" image inspect --format '{{index .Config.Labels "io.chatmirror.debian.install"}}' "$unlabelled")
+  [ -n "$install" ] || die "images/$name/Dockerfile has no io.chatmirror.debian.install label"
+  # shellcheck disable=SC2086 # $install is a list of package names
+  packages=$("$docker" run --rm --network none --entrypoint dpkg-query "$unlabelled" \
+    -W -f '${Package}=${Version} ' $install) || die "dpkg-query in $unlabelled failed"
+  packages=${packages% }
+  main=${install%% *}
+  package_version=$(tr ' ' '\n' <<<"$packages" | sed -n "s/^$main=//p")
+  [ -n "$package_version" ] || die "$main is not installed in $unlabelled"
+  tag=${package_version#*:}
+  tag=${tag//[+~]/_}
+  image_revision=$(git -C "$repo" log -1 --format=%H -- "images/$name" images/labels.Dockerfile 2>/dev/null || true)
+  [ -n "$image_revision" ] || image_revision=$revision
+  if [ -n "$(git -C "$repo" status --porcelain -- "images/$name" images/labels.Dockerfile 2>/dev/null)" ]; then
+    image_revision="${image_revision%-dirty}-dirty"
+  fi
+  image_epoch=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct -- "images/$name" images/labels.Dockerfile 2>/dev/null || true)}
+  image_created=$(date -u -d "@${image_epoch:-$epoch}" +%Y-%m-%dT%H:%M:%SZ)
+  DOCKER_BUILDKIT=0 "$docker" build --force-rm \
+    --build-arg "IMAGE=$unlabelled" --build-arg "VERSION=$package_version" --build-arg "PACKAGES=$packages" \
+    --build-arg "REVISION=$image_revision" --build-arg "CREATED=$image_created" --build-arg "SOURCE=$source_url" \
+    --build-arg "BASE_IMAGE=$base" -t "chatmirror/$name:$tag" - <"$repo/images/labels.Dockerfile" \
+    >>"$cache/$name-build.log" 2>&1 || {
+    tail -n 20 "$cache/$name-build.log" >&2
+    die "labelling chatmirror/$name failed (full log: $cache/$name-build.log)"
+  }
+  debian_image_tag[$name]=$tag
+  size=$("$docker" image inspect --format '{{.Size}}' "chatmirror/$name:$tag")
+  log "built chatmirror/$name:$tag ($packages; $((size / 1000000)) MB)"
+done
+
 # ---- 5. registry ----------------------------------------------------------------------------------------------
 registry_up() { node -e 'fetch(`http://${process.argv[1]}/v2/`).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))' "$registry"; }
 if ! registry_up; then
@@ -225,13 +286,20 @@ push() { # push LOCAL_IMAGE → REGISTRY/LOCAL_IMAGE
 }
 push "$base"
 push "$service"
+for name in "${debian_images[@]}"; do
+  push "chatmirror/$name:${debian_image_tag[$name]}"
+done
 
 # ---- 6. digests and SBOM --------------------------------------------------------------------------------------
 if [ ! -x "$repo/node_modules/.bin/tsx" ]; then
   log "npm ci (for tsx, which runs images/record.ts)"
   (cd "$repo" && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund >/dev/null)
 fi
+record_args=()
+for name in "${debian_images[@]}"; do
+  record_args+=(--image "$name=chatmirror/$name:${debian_image_tag[$name]}")
+done
 DOCKER="$docker" "$repo/node_modules/.bin/tsx" "$repo/images/record.ts" \
-  --registry "$registry" --service "$service" --base "$base" --revision "$revision" \
+  --registry "$registry" --service "$service" --base "$base" --revision "$revision" "${record_args[@]}" \
   --out "$digests_file" --sbom "$(dirname "$digests_file")/sbom.cdx.json"
 log "done in $((SECONDS - started)) s"

@@ -25,6 +25,33 @@ export const PublishedImageSchema = Type.Object({
   sizeBytes: Type.Integer({ minimum: 0 }),
 });
 
+/** An image of Debian packages on the base (images/<name>/Dockerfile). */
+export const PackagedImageSchema = Type.Composite([
+  PublishedImageSchema,
+  Type.Object({
+    /** The Debian package the image exists for, e.g. `prometheus`. */
+    package: Type.String({ minLength: 1 }),
+    /** Its version as installed (dpkg-query in the image), e.g. `2.42.0+ds-5+deb12u1`; also the image's OCI version. */
+    version: Type.String({ minLength: 1 }),
+    /** Every package the image's Dockerfile installs (io.chatmirror.debian.install) → its installed version. */
+    installed: Type.Record(Type.String(), Type.String()),
+    /** The last commit touching images/<name> (`-dirty` when it has uncommitted changes). */
+    revision: Type.String(),
+    /** CycloneDX SBOM of this image (every Debian package in it), relative to the digests file. */
+    sbom: Type.String(),
+  }),
+]);
+
+/** The Debian-packaged images, by their name in the digests file, and the directory under images/ they come from. */
+export const PACKAGED_IMAGES = {
+  prometheus: 'prometheus',
+  nodeExporter: 'node-exporter',
+  alertmanager: 'alertmanager',
+  haproxy: 'haproxy',
+  redis: 'redis',
+} as const;
+export type PackagedImageName = keyof typeof PACKAGED_IMAGES;
+
 export const DigestsFileSchema = Type.Object({
   schemaVersion: Type.Literal(1),
   /** `host:port` of the registry the images were pushed to. */
@@ -41,10 +68,16 @@ export const DigestsFileSchema = Type.Object({
       }),
     ]),
     base: PublishedImageSchema,
+    prometheus: PackagedImageSchema,
+    nodeExporter: PackagedImageSchema,
+    alertmanager: PackagedImageSchema,
+    haproxy: PackagedImageSchema,
+    redis: PackagedImageSchema,
   }),
 });
 
 export type PublishedImage = Static<typeof PublishedImageSchema>;
+export type PackagedImage = Static<typeof PackagedImageSchema>;
 export type DigestsFile = Static<typeof DigestsFileSchema>;
 
 export function digestsFilePath(env: NodeJS.ProcessEnv = process.env): string {

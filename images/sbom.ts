@@ -85,37 +85,10 @@ export function imageSbom(input: ImageSbomInput): CdxBom {
   const app = input.npmSbom.metadata.component;
   if (app?.['bom-ref'] !== undefined) kept.add(app['bom-ref']);
 
-  const debianMajor = input.debianVersion.split('.')[0];
-  const debComponents: CdxComponent[] = input.debPackages.map((p) => ({
-    'bom-ref': `deb:${p.name}@${p.version}`,
-    type: 'library',
-    name: p.name,
-    version: p.version,
-    purl: `pkg:deb/debian/${p.name}@${encodeURIComponent(p.version)}?arch=${p.architecture}&distro=debian-${debianMajor}`,
-  }));
-  const os: CdxComponent = {
-    'bom-ref': `os:debian@${input.debianVersion}`,
-    type: 'operating-system',
-    name: 'debian',
-    version: input.debianVersion,
-  };
-  const node: CdxComponent = {
-    'bom-ref': `runtime:node@${input.nodeVersion}`,
-    type: 'platform',
-    name: 'node',
-    version: input.nodeVersion,
-    purl: `pkg:generic/node@${input.nodeVersion}?download_url=https://nodejs.org/dist/v${input.nodeVersion}/`,
-  };
-  const { repository, tag, digest } = input.image;
-  const name = repository.slice(repository.lastIndexOf('/') + 1);
-  const subject: CdxComponent = {
-    'bom-ref': `image:${repository}@${digest}`,
-    type: 'container',
-    name: repository,
-    version: tag,
-    purl: `pkg:oci/${name}@${encodeURIComponent(digest)}?repository_url=${repository}&tag=${tag}`,
-    hashes: [{ alg: 'SHA-256', content: digest.slice('sha256:'.length) }],
-  };
+  const debComponents = debComponentsOf(input.debPackages, input.debianVersion);
+  const os = osComponent(input.debianVersion);
+  const node = nodeComponent(input.nodeVersion);
+  const subject = imageSubject(input.image);
 
   return {
     ...input.npmSbom,
@@ -148,6 +121,87 @@ export function imageSbom(input: ImageSbomInput): CdxBom {
       ...(input.npmSbom.dependencies ?? [])
         .filter((d) => kept.has(d.ref))
         .map((d) => ({ ref: d.ref, dependsOn: (d.dependsOn ?? []).filter((r) => kept.has(r)) })),
+    ],
+  };
+}
+
+function debComponentsOf(packages: DebPackage[], debianVersion: string): CdxComponent[] {
+  const debianMajor = debianVersion.split('.')[0];
+  return packages.map((p) => ({
+    'bom-ref': `deb:${p.name}@${p.version}`,
+    type: 'library',
+    name: p.name,
+    version: p.version,
+    purl: `pkg:deb/debian/${p.name}@${encodeURIComponent(p.version)}?arch=${p.architecture}&distro=debian-${debianMajor}`,
+  }));
+}
+
+function osComponent(debianVersion: string): CdxComponent {
+  return {
+    'bom-ref': `os:debian@${debianVersion}`,
+    type: 'operating-system',
+    name: 'debian',
+    version: debianVersion,
+  };
+}
+
+function nodeComponent(nodeVersion: string): CdxComponent {
+  return {
+    'bom-ref': `runtime:node@${nodeVersion}`,
+    type: 'platform',
+    name: 'node',
+    version: nodeVersion,
+    purl: `pkg:generic/node@${nodeVersion}?download_url=https://nodejs.org/dist/v${nodeVersion}/`,
+  };
+}
+
+function imageSubject(image: ImageSbomInput['image']): CdxComponent {
+  const { repository, tag, digest } = image;
+  const name = repository.slice(repository.lastIndexOf('/') + 1);
+  return {
+    'bom-ref': `image:${repository}@${digest}`,
+    type: 'container',
+    name: repository,
+    version: tag,
+    purl: `pkg:oci/${name}@${encodeURIComponent(digest)}?repository_url=${repository}&tag=${tag}`,
+    hashes: [{ alg: 'SHA-256', content: digest.slice('sha256:'.length) }],
+  };
+}
+
+export interface PackagedImageSbomInput {
+  /** `dpkg-query -W` in the image: every Debian package, the base's included. */
+  debPackages: DebPackage[];
+  debianVersion: string;
+  /** Node.js from the base image, which these images carry too. */
+  nodeVersion: string;
+  image: { repository: string; tag: string; digest: string };
+  timestamp?: string;
+}
+
+/**
+ * The SBOM of an image made of Debian packages on the base (images/<name>/Dockerfile): every Debian package in it
+ * and the base's Node.js, the image by digest as the subject. No npm part: these images hold no npm packages
+ * beyond the npm that ships with Node.js in the base.
+ */
+export function packagedImageSbom(input: PackagedImageSbomInput): CdxBom {
+  const debComponents = debComponentsOf(input.debPackages, input.debianVersion);
+  const os = osComponent(input.debianVersion);
+  const node = nodeComponent(input.nodeVersion);
+  const subject = imageSubject(input.image);
+  return {
+    bomFormat: 'CycloneDX',
+    specVersion: '1.5',
+    version: 1,
+    metadata: {
+      timestamp: input.timestamp ?? new Date().toISOString(),
+      lifecycles: [{ phase: 'post-build' }],
+      tools: { components: [{ type: 'application', name: 'chatmirror images/record.ts' }] },
+      component: subject,
+    },
+    components: [node, os, ...debComponents],
+    dependencies: [
+      { ref: subject['bom-ref']!, dependsOn: [node['bom-ref']!, os['bom-ref']!] },
+      { ref: os['bom-ref']!, dependsOn: debComponents.map((c) => c['bom-ref']!) },
     ],
   };
 }

@@ -120,6 +120,9 @@ const ImagesSchema = Type.Object(
       digestRef('Prometheus node-exporter image, repo@sha256:…; default: from images.digestsFile.'),
     ),
     grafana: Type.Optional(digestRef('Grafana image, repo@sha256:…; default: from images.digestsFile.')),
+    alertmanager: Type.Optional(
+      digestRef('Prometheus Alertmanager image, repo@sha256:…; default: from images.digestsFile.'),
+    ),
     haproxy: Type.Optional(
       digestRef(
         'HAProxy image (load balancer, serving.replicas > 1), repo@sha256:…; default: from images.digestsFile.',
@@ -145,6 +148,9 @@ const ImagesSchema = Type.Object(
           Type.String({ pattern: TAG_REF, description: 'repo:tag of node-exporter.' }),
         ),
         grafana: Type.Optional(Type.String({ pattern: TAG_REF, description: 'repo:tag of Grafana.' })),
+        alertmanager: Type.Optional(
+          Type.String({ pattern: TAG_REF, description: 'repo:tag of Alertmanager.' }),
+        ),
         haproxy: Type.Optional(Type.String({ pattern: TAG_REF, description: 'repo:tag of HAProxy.' })),
         redis: Type.Optional(Type.String({ pattern: TAG_REF, description: 'repo:tag of Redis.' })),
       },
@@ -524,12 +530,20 @@ export type BenchmarksConfig = StackConfig['benchmarks'];
 export type TlsConfig = StackConfig['tls'];
 export type FirewallConfig = StackConfig['firewall'];
 export type AlertThresholds = MonitoringConfig['alerts'];
-export type ImageName = 'service' | 'prometheus' | 'nodeExporter' | 'grafana' | 'haproxy' | 'redis';
+export type ImageName =
+  | 'service'
+  | 'prometheus'
+  | 'nodeExporter'
+  | 'grafana'
+  | 'alertmanager'
+  | 'haproxy'
+  | 'redis';
 export const IMAGE_NAMES: ImageName[] = [
   'service',
   'prometheus',
   'nodeExporter',
   'grafana',
+  'alertmanager',
   'haproxy',
   'redis',
 ];

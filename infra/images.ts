@@ -11,6 +11,7 @@ const ALIASES: Record<ImageName, string[]> = {
   prometheus: ['prometheus'],
   nodeExporter: ['nodeExporter', 'node-exporter', 'node_exporter'],
   grafana: ['grafana'],
+  alertmanager: ['alertmanager', 'prometheus-alertmanager'],
   haproxy: ['haproxy'],
   redis: ['redis'],
 };

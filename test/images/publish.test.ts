@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type DigestsFile, readDigests, writeDigests } from '../../images/digests.js';
+import { type DigestsFile, PACKAGED_IMAGES, readDigests, writeDigests } from '../../images/digests.js';
 import {
   assertPinned,
   checkPin,
@@ -16,7 +16,13 @@ import {
   MANIFEST_MEDIA_TYPES,
   resolveDigest,
 } from '../../images/registry.js';
-import { type CdxBom, imageSbom, parseDpkgQuery, productionPackages } from '../../images/sbom.js';
+import {
+  type CdxBom,
+  imageSbom,
+  packagedImageSbom,
+  parseDpkgQuery,
+  productionPackages,
+} from '../../images/sbom.js';
 
 const root = mkdtempSync(join(tmpdir(), 'chatmirror-publish-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -98,6 +104,40 @@ describe('imageSbom', () => {
   });
 });
 
+describe('packagedImageSbom', () => {
+  it("lists every Debian package and the base's Node.js, with the image by digest as the subject", () => {
+    const image = {
+      repository: '127.0.0.1:5000/chatmirror/redis',
+      tag: '7.0.15-1_deb12u10',
+      digest: digest('r'),
+    };
+    const sbom = packagedImageSbom({
+      debPackages: parseDpkgQuery(
+        'redis-server\t5:7.0.15-1~deb12u10\tamd64\nlibc6\t2.36-9+deb12u10\tamd64\n',
+      ),
+      debianVersion: '12.11',
+      nodeVersion: '20.20.2',
+      image,
+      timestamp: '2026-01-01T00:00:00.000Z',
+    });
+    expect(sbom).toMatchObject({ bomFormat: 'CycloneDX', specVersion: '1.5' });
+    expect(sbom.metadata.component).toMatchObject({
+      type: 'container',
+      hashes: [{ alg: 'SHA-256', content: image.digest.slice(7) }],
+    });
+    expect(sbom.components.map((c) => `${c.name}@${c.version}`)).toEqual([
+      'node@20.20.2',
+      'debian@12.11',
+      'redis-server@5:7.0.15-1~deb12u10',
+      'libc6@2.36-9+deb12u10',
+    ]);
+    expect(sbom.components[2]?.purl).toBe(
+      'pkg:deb/debian/redis-server@5%3A7.0.15-1~deb12u10?arch=amd64&distro=debian-12',
+    );
+    expect(JSON.stringify(sbom)).not.toContain('npm');
+  });
+});
+
 describe('digests file', () => {
   const image = (name: string) => ({
     repository: `127.0.0.1:5000/chatmirror/${name}`,
@@ -113,7 +153,20 @@ describe('digests file', () => {
     images: {
       service: { ...image('service'), version: '0.1.0', revision: 'abc', sbom: 'sbom.cdx.json' },
       base: image('base'),
-    },
+      ...Object.fromEntries(
+        Object.entries(PACKAGED_IMAGES).map(([key, dir]) => [
+          key,
+          {
+            ...image(dir),
+            package: dir,
+            version: '1.0-1',
+            installed: { [dir]: '1.0-1', wget: '1.21.3-1+deb12u1' },
+            revision: 'abc',
+            sbom: `sbom-${dir}.cdx.json`,
+          },
+        ]),
+      ),
+    } as DigestsFile['images'],
   };
 
   it('round-trips', async () => {
