@@ -3,7 +3,8 @@
  * remote host's from a probe over SSH (pinned host key) run as an invoke, so both fail the PREVIEW with a
  * need-vs-have table — or only warn, when capacity.allowUndersized says so.
  */
-import { readdir, readFile } from 'node:fs/promises';
+import type { Dirent } from 'node:fs';
+import { lstat, readdir, readFile, stat } from 'node:fs/promises';
 import { request } from 'node:http';
 import * as command from '@pulumi/command';
 import * as pulumi from '@pulumi/pulumi';
@@ -13,6 +14,8 @@ import {
   type CapacityReport,
   evaluateCapacity,
   type HostFacts,
+  type StackHoldings,
+  type StackScope,
 } from './render/capacity.js';
 import type { DaemonFacts } from './render/daemon.js';
 import { hostFactsScript, type SshTarget, sshCommandLine } from './render/ssh.js';
@@ -55,10 +58,14 @@ export class HostCapacity extends pulumi.ComponentResource {
  * A remote host's facts: the probe script over SSH with the pinned host key, as an invoke of @pulumi/command's
  * local.run (not a resource), so it runs during preview as well as during up.
  */
-export async function collectRemoteFacts(ssh: SshTarget, dockerDataPath: string): Promise<HostFacts> {
+export async function collectRemoteFacts(
+  ssh: SshTarget,
+  dockerDataPath: string,
+  stack?: StackScope,
+): Promise<HostFacts> {
   const result = await command.local.run({
     command: sshCommandLine(ssh),
-    stdin: hostFactsScript(dockerDataPath),
+    stdin: hostFactsScript(dockerDataPath, stack),
   });
   return parseRemoteFacts(result.stdout);
 }
@@ -91,18 +98,40 @@ export function parseRemoteFacts(stdout: string): HostFacts {
     dockerApiVersion: dockerApiVersion === '' ? undefined : dockerApiVersion,
     dockerNofileHard: Number.isInteger(nofile) && nofile > 0 ? nofile : undefined,
     gpus: gpus === '' ? [] : gpus.split('|'),
+    ...(raw.held === undefined || raw.held === null ? {} : { held: parseHoldings(raw.held) }),
   };
 }
 
+/** The probe's `held` (ssh.ts heldScript): anything malformed is refused, never half-read. */
+function parseHoldings(raw: unknown): StackHoldings {
+  const bad = (what: string) =>
+    new Error(`host facts probe: held.${what} is malformed (${JSON.stringify(raw)})`);
+  if (typeof raw !== 'object' || raw === null) throw bad('');
+  const r = raw as Record<string, unknown>;
+  const count = (key: string) => {
+    const n = Number(r[key]);
+    if (!Number.isFinite(n) || n < 0) throw bad(key);
+    return n;
+  };
+  if (!Array.isArray(r.images)) throw bad('images');
+  const images = r.images.map((image: unknown) => {
+    const i = image as { digests?: unknown; bytes?: unknown } | null;
+    if (i === null || !Array.isArray(i.digests) || !Number.isFinite(Number(i.bytes))) throw bad('images');
+    return { digests: i.digests.map(String), bytes: Number(i.bytes) };
+  });
+  return { images, volumesBytes: count('volumesBytes'), dataDirBytes: count('dataDirBytes') };
+}
+
 /** This machine's facts: cores, memory, free space on the filesystem holding `dockerDataPath`, Docker, GPUs. */
-export async function collectLocalFacts(dockerDataPath: string): Promise<HostFacts> {
-  const [cpu, mem, disks, dockerInfo, graphics, daemon] = await Promise.all([
+export async function collectLocalFacts(dockerDataPath: string, stack?: StackScope): Promise<HostFacts> {
+  const [cpu, mem, disks, dockerInfo, graphics, daemon, df] = await Promise.all([
     si.cpu(),
     si.mem(),
     si.fsSize(),
     si.dockerInfo().catch(() => undefined),
     si.graphics().catch(() => ({ controllers: [] })),
     localDaemonFacts(),
+    stack === undefined ? undefined : dockerGet('/system/df'),
   ]);
   const dataPath = dockerInfo?.dockerRootDir || dockerDataPath;
   // The filesystem holding the path: the longest mount point that prefixes it.
@@ -118,6 +147,7 @@ export async function collectLocalFacts(dockerDataPath: string): Promise<HostFac
     diskPath: dataPath,
     dockerVersion: dockerInfo?.serverVersion || undefined,
     ...daemon,
+    ...(stack === undefined ? {} : { held: await localHoldings(df, stack, dataPath) }),
     gpus: graphics.controllers
       .filter((c) => /nvidia|amd|radeon|intel arc/i.test(`${c.vendor} ${c.model}`))
       .map((c) => `${c.vendor} ${c.model}`.trim()),
@@ -170,4 +200,85 @@ async function daemonNofileHard(): Promise<number | undefined> {
     } catch {}
   }
   return undefined;
+}
+
+/** GET on the local Engine API socket (DOCKER_HOST unix://, else /var/run/docker.sock); undefined on any failure. */
+function dockerGet(path: string): Promise<unknown> {
+  const socketPath = (process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock').replace(/^unix:\/\//, '');
+  return new Promise((done) => {
+    const req = request({ socketPath, path, timeout: 60_000 }, (res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => {
+        body += chunk.toString('utf8');
+      });
+      res.on('end', () => {
+        try {
+          done(res.statusCode === 200 ? JSON.parse(body) : undefined);
+        } catch {
+          done(undefined);
+        }
+      });
+    });
+    req.on('error', () => done(undefined));
+    req.on('timeout', () => req.destroy());
+    req.end();
+  });
+}
+
+interface SystemDf {
+  Images?: { RepoDigests?: string[] | null; Size?: number }[] | null;
+  Volumes?: { Labels?: Record<string, string> | null; UsageData?: { Size?: number } | null }[] | null;
+}
+
+/**
+ * What the stack holds on this machine: images and the stack's labelled volumes from the Engine API's
+ * GET /system/df (exact bytes; a volume whose size Docker did not compute, -1, counts 0), and the data dir's file
+ * bytes when it is on the filesystem holding `dataPath`.
+ */
+export async function localHoldings(
+  df: unknown,
+  stack: StackScope,
+  dataPath: string,
+): Promise<StackHoldings> {
+  const d = (df ?? {}) as SystemDf;
+  const images = (d.Images ?? []).map((image) => ({
+    digests: (image.RepoDigests ?? []).filter((ref) => ref.includes('@sha256:')),
+    bytes: Math.max(0, image.Size ?? 0),
+  }));
+  const volumesBytes = (d.Volumes ?? [])
+    .filter((volume) => volume.Labels?.['chatmirror.stack'] === stack.name)
+    .reduce((sum, volume) => sum + Math.max(0, volume.UsageData?.Size ?? 0), 0);
+  const [dirDev, dataDev] = await Promise.all([
+    stat(stack.dataDir).then(
+      (s) => s.dev,
+      () => undefined,
+    ),
+    stat(dataPath).then(
+      (s) => s.dev,
+      () => undefined,
+    ),
+  ]);
+  const dataDirBytes = dirDev !== undefined && dirDev === dataDev ? await treeBytes(stack.dataDir) : 0;
+  return { images, volumesBytes, dataDirBytes };
+}
+
+/** Bytes of the regular files under `dir` (`du -sb`); what cannot be read counts 0. */
+async function treeBytes(dir: string): Promise<number> {
+  let entries: Dirent[];
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  let total = 0;
+  for (const entry of entries) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory()) total += await treeBytes(path);
+    else if (entry.isFile())
+      total += await lstat(path).then(
+        (s) => s.size,
+        () => 0,
+      );
+  }
+  return total;
 }

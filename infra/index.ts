@@ -17,11 +17,13 @@ const config = readStackConfig();
 const local = config.target.kind === 'local';
 const modelDir = resolve(projectDir, config.model.hostPath);
 const ssh = sshTargetOf(config, projectDir);
-// Gathered before anything is planned, during preview too, so an undersized host fails the preview.
+// Gathered before anything is planned, during preview too, so an undersized host fails the preview. With the
+// stack's name and data dir, so what an earlier `up` of this stack already put on the disk counts as its own.
+const held = { name: pulumi.getStack(), dataDir: resolve(projectDir, config.target.dataDir) };
 const facts =
   ssh === undefined
-    ? await collectLocalFacts(config.capacity.dockerDataPath)
-    : await collectRemoteFacts(ssh, config.capacity.dockerDataPath);
+    ? await collectLocalFacts(config.capacity.dockerDataPath, held)
+    : await collectRemoteFacts(ssh, config.capacity.dockerDataPath, held);
 
 const outputs = buildEnvironment({
   stack: pulumi.getStack(),

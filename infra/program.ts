@@ -103,6 +103,24 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
 
   const grafanaOn = cfg.monitoring.enabled && cfg.monitoring.grafana;
 
+  // ---- image refs (pure; the capacity check credits pinned images already on the host) -----------------
+  // More than one replica: HAProxy in front publishes the API port, Redis keeps the shared quotas.
+  const balanced = cfg.serving.replicas > 1;
+  const needed: ImageName[] = [
+    'service',
+    ...(cfg.monitoring.enabled ? (['prometheus', 'nodeExporter'] as const) : []),
+    ...(grafanaOn ? (['grafana'] as const) : []),
+    ...(balanced ? (['haproxy', 'redis'] as const) : []),
+  ];
+  const digestsText = inputs.readLocalFile(onOperator(cfg.images.digestsFile));
+  const refs = resolveImages({
+    configured: cfg.images,
+    fromFile: digestsText === undefined ? {} : parseDigestsFile(digestsText, cfg.images.digestsFile),
+    file: cfg.images.digestsFile,
+    fileFound: digestsText !== undefined,
+    needed,
+  });
+
   // ---- capacity -----------------------------------------------------------------------------------------------
   const modelBytes = cfg.model.sizeBytes ?? inputs.modelBytes ?? 0;
   const capacity = new HostCapacity('capacity', {
@@ -123,6 +141,7 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
           }
         : {}),
       ...(cfg.benchmarks.enabled ? { benchmarkMemoryMb: cfg.benchmarks.memoryMb } : {}),
+      pinnedImages: needed.map((name) => refs[name]),
     },
     facts: inputs.facts,
     allowUndersized: cfg.capacity.allowUndersized,
@@ -132,22 +151,6 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
   const features = containerFeatures(inputs.facts);
 
   // ---- images and model ---------------------------------------------------------------------------------------
-  // More than one replica: HAProxy in front publishes the API port, Redis keeps the shared quotas.
-  const balanced = cfg.serving.replicas > 1;
-  const needed: ImageName[] = [
-    'service',
-    ...(cfg.monitoring.enabled ? (['prometheus', 'nodeExporter'] as const) : []),
-    ...(grafanaOn ? (['grafana'] as const) : []),
-    ...(balanced ? (['haproxy', 'redis'] as const) : []),
-  ];
-  const digestsText = inputs.readLocalFile(onOperator(cfg.images.digestsFile));
-  const refs = resolveImages({
-    configured: cfg.images,
-    fromFile: digestsText === undefined ? {} : parseDigestsFile(digestsText, cfg.images.digestsFile),
-    file: cfg.images.digestsFile,
-    fileFound: digestsText !== undefined,
-    needed,
-  });
   const images = Object.fromEntries(
     needed.map((name) => [
       name,

@@ -35,6 +35,25 @@ export interface HostFacts extends DaemonFacts {
   /** `docker version` server version; undefined when Docker is not reachable. */
   dockerVersion: string | undefined;
   gpus: string[];
+  /** What this stack already occupies on that filesystem (a second `up` must not count it against itself). */
+  held?: StackHoldings | undefined;
+}
+
+/** Disk the stack already holds on the target, as the collectors read it (a plain object, so mocks can pass it). */
+export interface StackHoldings {
+  /** Images present on the target: each one's repo digests (`repo@sha256:…`) and size in bytes. */
+  images: { digests: string[]; bytes: number }[];
+  /** Bytes in the volumes labelled `chatmirror.stack=<stack>`. */
+  volumesBytes: number;
+  /** Bytes under the stack's data dir when it lies on the filesystem measured, else 0. */
+  dataDirBytes: number;
+}
+
+/** Where the collectors look for what a stack holds. */
+export interface StackScope {
+  name: string;
+  /** The stack's data dir on the target (target.dataDir, resolved). */
+  dataDir: string;
 }
 
 export interface CapacityInputs {
@@ -46,6 +65,29 @@ export interface CapacityInputs {
   logBytesPerReplica: number;
   monitoring?: { prometheusMemoryMb: number; grafanaMemoryMb: number; retentionSizeGb: number };
   benchmarkMemoryMb?: number;
+  /** `repo@sha256:…` of every image the stack runs: those already on the host count as held. */
+  pinnedImages?: string[];
+}
+
+/**
+ * Bytes the stack already holds on the disk measured: its pinned images already pulled (matched by digest, at
+ * most the estimate the need counts for images, since images share layers), its labelled volumes and its data dir.
+ */
+export function heldBytes(
+  inputs: Pick<CapacityInputs, 'pinnedImages'>,
+  held: StackHoldings | undefined,
+): { images: number; volumes: number; dataDir: number; total: number } {
+  if (held === undefined) return { images: 0, volumes: 0, dataDir: 0, total: 0 };
+  const digestOf = (ref: string) => ref.slice(ref.lastIndexOf('@') + 1);
+  const pinned = new Set((inputs.pinnedImages ?? []).map(digestOf));
+  const present = held.images.filter((image) => image.digests.some((ref) => pinned.has(digestOf(ref))));
+  const images = Math.min(
+    IMAGES_BYTES,
+    present.reduce((sum, image) => sum + Math.max(0, image.bytes), 0),
+  );
+  const volumes = Math.max(0, held.volumesBytes);
+  const dataDir = Math.max(0, held.dataDirBytes);
+  return { images, volumes, dataDir, total: images + volumes + dataDir };
 }
 
 export interface Requirement {
@@ -106,6 +148,9 @@ export function capacityNeeds(inputs: CapacityInputs): CapacityNeeds {
 
 export function evaluateCapacity(inputs: CapacityInputs, facts: HostFacts): CapacityReport {
   const needs = capacityNeeds(inputs);
+  // "have" is free space plus what this stack already holds there: after the first `up` its images, volumes and
+  // files fill part of the disk the need counts, and a second `up` must not fail on its own footprint.
+  const held = heldBytes(inputs, facts.held);
   const rows: Requirement[] = [
     {
       resource: 'memory',
@@ -124,9 +169,15 @@ export function evaluateCapacity(inputs: CapacityInputs, facts: HostFacts): Capa
     {
       resource: 'disk free',
       need: bytes(needs.diskFreeBytes),
-      have: `${bytes(facts.diskFreeBytes)} (${facts.diskPath})`,
-      ok: facts.diskFreeBytes >= needs.diskFreeBytes,
-      why: needs.why.disk,
+      have:
+        held.total === 0
+          ? `${bytes(facts.diskFreeBytes)} (${facts.diskPath})`
+          : `${bytes(facts.diskFreeBytes + held.total)} (${facts.diskPath}: ${bytes(facts.diskFreeBytes)} free + ${bytes(held.total)} held by the stack)`,
+      ok: facts.diskFreeBytes + held.total >= needs.diskFreeBytes,
+      why:
+        held.total === 0
+          ? needs.why.disk
+          : `${needs.why.disk}; held: images ${bytes(held.images)}, volumes ${bytes(held.volumes)}, data dir ${bytes(held.dataDir)}`,
     },
     {
       resource: 'docker',

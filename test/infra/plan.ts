@@ -94,6 +94,7 @@ export const DEFAULT_FACTS: HostFacts = {
   dockerVersion: '27.3.1',
   dockerApiVersion: '1.47',
   gpus: [],
+  held: { images: [], volumesBytes: 0, dataDirBytes: 0 },
 };
 
 export interface MockOptions {
