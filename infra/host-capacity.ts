@@ -17,7 +17,7 @@ import {
   type StackHoldings,
   type StackScope,
 } from './render/capacity.js';
-import type { DaemonFacts } from './render/daemon.js';
+import { type DaemonFacts, rootPropagationOf } from './render/daemon.js';
 import { hostFactsScript, type SshTarget, sshCommandLine } from './render/ssh.js';
 
 export interface HostCapacityArgs {
@@ -97,6 +97,9 @@ export function parseRemoteFacts(stdout: string): HostFacts {
     dockerVersion: dockerVersion === '' ? undefined : dockerVersion,
     dockerApiVersion: dockerApiVersion === '' ? undefined : dockerApiVersion,
     dockerNofileHard: Number.isInteger(nofile) && nofile > 0 ? nofile : undefined,
+    rootPropagation: ['shared', 'slave', 'private'].includes(String(raw.rootPropagation))
+      ? (raw.rootPropagation as 'shared' | 'slave' | 'private')
+      : undefined,
     gpus: gpus === '' ? [] : gpus.split('|'),
     ...(raw.held === undefined || raw.held === null ? {} : { held: parseHoldings(raw.held) }),
   };
@@ -179,10 +182,18 @@ async function localDaemonFacts(): Promise<DaemonFacts> {
     req.on('timeout', () => req.destroy());
     req.end();
   });
-  return { dockerApiVersion: apiVersion, dockerNofileHard: await daemonNofileHard() };
+  const pid = await dockerdPid();
+  return {
+    dockerApiVersion: apiVersion,
+    dockerNofileHard: pid === undefined ? undefined : await nofileHard(pid),
+    rootPropagation:
+      pid === undefined
+        ? undefined
+        : rootPropagationOf(await readFile(`/proc/${pid}/mountinfo`, 'utf8').catch(() => '')),
+  };
 }
 
-async function daemonNofileHard(): Promise<number | undefined> {
+async function dockerdPid(): Promise<string | undefined> {
   let entries: string[];
   try {
     entries = await readdir('/proc');
@@ -191,15 +202,17 @@ async function daemonNofileHard(): Promise<number | undefined> {
   }
   for (const pid of entries.filter((e) => /^[0-9]+$/.test(e))) {
     try {
-      if ((await readFile(`/proc/${pid}/comm`, 'utf8')).trim() !== 'dockerd') continue;
-      const line = (await readFile(`/proc/${pid}/limits`, 'utf8'))
-        .split('\n')
-        .find((l) => l.startsWith('Max open files'));
-      const hard = Number(line?.trim().split(/\s+/)[4]);
-      return Number.isInteger(hard) && hard > 0 ? hard : undefined;
+      if ((await readFile(`/proc/${pid}/comm`, 'utf8')).trim() === 'dockerd') return pid;
     } catch {}
   }
   return undefined;
+}
+
+async function nofileHard(pid: string): Promise<number | undefined> {
+  const limits = await readFile(`/proc/${pid}/limits`, 'utf8').catch(() => '');
+  const line = limits.split('\n').find((l) => l.startsWith('Max open files'));
+  const hard = Number(line?.trim().split(/\s+/)[4]);
+  return Number.isInteger(hard) && hard > 0 ? hard : undefined;
 }
 
 /** GET on the local Engine API socket (DOCKER_HOST unix://, else /var/run/docker.sock); undefined on any failure. */

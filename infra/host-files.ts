@@ -16,6 +16,8 @@ export interface HostFilesArgs {
   /** Mode of the directories; 2770 lets containers of the group write there too (textfile metrics). */
   dirMode?: string;
   files: { name: string; content: pulumi.Input<string>; mode: string }[];
+  /** The stack's data directory: on delete, the directories up to it that are left empty go too. */
+  root?: string;
 }
 
 export class HostFiles extends pulumi.ComponentResource {
@@ -48,7 +50,12 @@ export class HostFiles extends pulumi.ComponentResource {
     const commandArgs: HostCommandArgs = {
       create: script,
       update: script,
-      delete: removeFilesScript({ dir: args.dir, names, sudo: args.target.sudo }),
+      delete: removeFilesScript({
+        dir: args.dir,
+        names,
+        sudo: args.target.sudo,
+        ...(args.root === undefined ? {} : { pruneUpTo: args.root }),
+      }),
       stdin,
       // Another directory is another resource: the files are written there, then the old delete (its paths from
       // state) removes the old ones, instead of an update that would orphan them. A changed name list updates in

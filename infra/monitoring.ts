@@ -14,6 +14,7 @@ import { hardenedContainer } from './hardening.js';
 import { type HostTarget, hostCommand } from './host.js';
 import { HostFiles } from './host-files.js';
 import { renderAlertRules } from './render/alerts.js';
+import type { ContainerFeatures } from './render/daemon.js';
 import { type DashboardFile, renderDashboardProvider, renderDatasources } from './render/grafana.js';
 import { PROMETHEUS_CONTAINER_PORT, renderPrometheusConfig } from './render/prometheus.js';
 import { grafanaPasswordScript } from './render/shell.js';
@@ -34,6 +35,8 @@ export interface MonitoringArgs {
   images: { prometheus: string; nodeExporter: string; grafana?: string };
   /** Host directory for Prometheus and Grafana config (sub-directories prometheus/ and grafana/). */
   configDir: string;
+  /** The stack's data directory (configDir is inside it): emptied directories up to it go on delete. */
+  dataDir?: string;
   /** Host directory node-exporter's textfile collector reads. */
   textfileDir: string;
   /** Group every file and container shares. */
@@ -60,6 +63,8 @@ export interface MonitoringArgs {
   retainData: boolean;
   /** The host firewall, when there is one: Prometheus and Grafana publish their ports only once it is in place. */
   firewall?: pulumi.Resource;
+  /** What the target daemon grants (render/daemon.ts): whether node-exporter may bind the host's `/`. */
+  features: ContainerFeatures;
 }
 
 export class Monitoring extends pulumi.ComponentResource {
@@ -107,6 +112,7 @@ export class Monitoring extends pulumi.ComponentResource {
       {
         target: args.target,
         dir: prometheusDir,
+        root: args.dataDir,
         group: args.group,
         files: [
           { name: 'prometheus.yml', content: this.prometheusConfig, mode: '0640' },
@@ -140,7 +146,7 @@ export class Monitoring extends pulumi.ComponentResource {
         name: nodeExporterName,
         image: args.images.nodeExporter,
         command: [
-          '--path.rootfs=/host',
+          ...(args.features.hostRootMount ? ['--path.rootfs=/host'] : []),
           '--collector.textfile.directory=/textfile',
           '--collector.filesystem.mount-points-exclude=^/(dev|proc|sys|run|var/lib/docker/.+)($|/)',
         ],
@@ -155,13 +161,19 @@ export class Monitoring extends pulumi.ComponentResource {
         // network and nothing publishes it.
         pidMode: 'host',
         mounts: [
-          {
-            type: 'bind',
-            source: '/',
-            target: '/host',
-            readOnly: true,
-            bindOptions: { propagation: 'rslave' },
-          },
+          // The host's filesystems, where the daemon allows it (render/daemon.ts); without it CPU and memory
+          // are still the host's (/proc/stat and /proc/meminfo are not namespaced), filesystems are not.
+          ...(args.features.hostRootMount
+            ? [
+                {
+                  type: 'bind',
+                  source: '/',
+                  target: '/host',
+                  readOnly: true,
+                  bindOptions: { propagation: 'rslave' },
+                },
+              ]
+            : []),
           { type: 'bind', source: args.textfileDir, target: '/textfile', readOnly: true },
         ],
         ...network(nodeExporterName),
@@ -221,6 +233,7 @@ export class Monitoring extends pulumi.ComponentResource {
         {
           target: args.target,
           dir: grafanaDir,
+          root: args.dataDir,
           group: args.group,
           files: [
             {

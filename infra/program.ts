@@ -229,6 +229,7 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
   const serviceFiles = new HostFiles('service-files', {
     target,
     dir: dirs.service,
+    root: dataDir,
     group,
     files: [
       // Key hashes are not keys, but the list says who may call: kept out of plain stack state all the same.
@@ -364,6 +365,7 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
     const certMetric = new HostFiles('tls-textfile', {
       target,
       dir: dirs.textfile,
+      root: dataDir,
       group,
       dirMode: '2770',
       files: [
@@ -387,6 +389,7 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
           ...(images.grafana === undefined ? {} : { grafana: images.grafana.ref }),
         },
         configDir: dirs.monitoring,
+        dataDir,
         textfileDir: dirs.textfile,
         group,
         bindAddresses: cfg.monitoring.bindAddresses,
@@ -407,6 +410,7 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
         logMaxSizeMb: cfg.serving.logMaxSizeMb,
         logMaxFiles: cfg.serving.logMaxFiles,
         retainData: cfg.monitoring.retainData,
+        features,
         ...(firewall ? { firewall } : {}),
       },
       {

@@ -102,7 +102,13 @@ export function writeFilesScript(options: {
 }
 
 /** Removes exactly the files written (and the directories left empty), nothing else in `dir`. */
-export function removeFilesScript(options: { dir: string; names: readonly string[]; sudo: boolean }): string {
+export function removeFilesScript(options: {
+  dir: string;
+  names: readonly string[];
+  sudo: boolean;
+  /** Also remove the directories between `dir` and this one (inclusive) that are left empty: the stack's data dir. */
+  pruneUpTo?: string;
+}): string {
   const sudo = sudoPrefix(options.sudo);
   const paths = options.names.map((name) => shq(`${options.dir}/${name}`)).join(' ');
   const dirs = [
@@ -114,7 +120,19 @@ export function removeFilesScript(options: { dir: string; names: readonly string
     `${sudo}rm -f ${paths} ${shq(`${options.dir}/${MANIFEST}`)}`,
     ...dirs.map((d) => `${sudo}rmdir ${d} 2>/dev/null || true`),
     `${sudo}rmdir ${shq(options.dir)} 2>/dev/null || true`,
+    ...parentsUpTo(options.dir, options.pruneUpTo).map((d) => `${sudo}rmdir ${shq(d)} 2>/dev/null || true`),
   ].join('\n');
+}
+
+/** `/a/b/c/d` up to `/a/b` → [`/a/b/c`, `/a/b`]; nothing when `root` is not an ancestor of `dir`. */
+function parentsUpTo(dir: string, root: string | undefined): string[] {
+  if (root === undefined) return [];
+  const base = root.replace(/\/+$/, '');
+  if (!dir.startsWith(`${base}/`)) return [];
+  const parents: string[] = [];
+  for (let d = dir.slice(0, dir.lastIndexOf('/')); d.length >= base.length; d = d.slice(0, d.lastIndexOf('/')))
+    parents.push(d);
+  return parents;
 }
 
 /**

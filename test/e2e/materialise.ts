@@ -70,8 +70,10 @@ export class Deployment {
 
   async create(resource: PlannedResource): Promise<void> {
     const started = Date.now();
-    await this.createOne(resource);
+    // Recorded before it is made, as the engine keeps a failed create in its state: a container that was created
+    // but would not start is still removed by the teardown (every delete tolerates what is already gone).
     this.created.push(resource);
+    await this.createOne(resource);
     this.timings.push({ urn: resource.urn, action: 'create', ms: Date.now() - started });
     this.options.log?.(`created ${resource.type} ${resource.name} (${Date.now() - started} ms)`);
   }
