@@ -198,6 +198,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     aliases: config.models.aliases,
     defaults: config.models.defaults,
     caps: config.limits,
+    stream: { writeStallMs: config.server.writeStallMs },
     fingerprint: `fp_${engine.info.graphSha256.slice(0, 12)}`,
     loadedAt: Math.floor(Date.now() / 1000),
   };

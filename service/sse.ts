@@ -2,16 +2,35 @@ import { PassThrough } from 'node:stream';
 import type { FastifyReply } from 'fastify';
 import type { OpenAIErrorBody } from './errors.js';
 
+export interface SseOptions {
+  /**
+   * How long the socket may stay full (the client reads nothing) before the connection is closed; closing it
+   * cancels the generation through the usual disconnect path, which frees its batch slots.
+   */
+  writeStallMs: number;
+  /** Told once when a stalled connection is closed (a metric, a log line). */
+  onStall?: () => void;
+}
+
 /**
  * The one Server-Sent Events writer: `data:` framing, errors as an `event: error` frame (which the openai SDK
  * raises as APIError), and the final `data: [DONE]`. The body is a stream handed to Fastify, so its hooks
  * (request id, security headers) still apply to the response headers.
+ *
+ * Backpressure: a write that fills the stream's buffer marks the writer blocked, and `ready()` then waits for
+ * the buffer to drain, so the caller stops pulling events while the client is not reading (they wait, small,
+ * in the engine's channel instead of as serialized JSON in socket buffers). A client that stays unreadable for
+ * `writeStallMs` is cut off: what one connection can pin is bounded by time, not by its generation's size.
  */
 export class SseWriter {
   private readonly body = new PassThrough();
   private ended = false;
+  private blocked: Promise<void> | undefined;
 
-  constructor(reply: FastifyReply) {
+  constructor(
+    private readonly reply: FastifyReply,
+    private readonly options: SseOptions,
+  ) {
     reply
       .code(200)
       .header('content-type', 'text/event-stream; charset=utf-8')
@@ -23,11 +42,16 @@ export class SseWriter {
   }
 
   data(payload: unknown): void {
-    if (!this.ended) this.body.write(`data: ${JSON.stringify(payload)}\n\n`);
+    this.write(`data: ${JSON.stringify(payload)}\n\n`);
   }
 
   error(body: OpenAIErrorBody): void {
-    if (!this.ended) this.body.write(`event: error\ndata: ${JSON.stringify(body)}\n\n`);
+    this.write(`event: error\ndata: ${JSON.stringify(body)}\n\n`);
+  }
+
+  /** Resolves when more may be written: at once, or once the client has read the backlog (or was cut off). */
+  ready(): Promise<void> {
+    return this.blocked ?? Promise.resolve();
   }
 
   done(): void {
@@ -42,5 +66,28 @@ export class SseWriter {
     if (this.ended) return;
     this.ended = true;
     this.body.end();
+  }
+
+  private write(frame: string): void {
+    if (this.ended) return;
+    if (this.body.write(frame) || this.blocked) return;
+    const raw = this.reply.raw;
+    this.blocked = new Promise<void>((resolve) => {
+      const settle = () => {
+        clearTimeout(timer);
+        this.body.off('drain', settle);
+        raw.off('close', settle);
+        this.blocked = undefined;
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.options.onStall?.();
+        // Destroying the response closes the connection; its 'close' cancels the generation.
+        raw.destroy();
+        settle();
+      }, this.options.writeStallMs);
+      this.body.once('drain', settle);
+      raw.once('close', settle);
+    });
   }
 }

@@ -26,6 +26,8 @@ export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000; // 10 seconds: slow-loris prot
 export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 5_000; // 5 seconds, Node's own default (Fastify's is 72 s)
 export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024; // 16 KiB, Node's default
 export const DEFAULT_SHUTDOWN_GRACE_MS = 30_000; // 30 seconds for in-flight generations before they are aborted
+// A streaming client whose socket stays full this long is gone or hostile: 30 s outlasts any real network stall.
+export const DEFAULT_WRITE_STALL_MS = 30_000;
 
 // ---- limits ------------------------------------------------------------------------------------------------
 export const DEFAULT_MAX_MESSAGES = 256; // messages per chat request
@@ -122,6 +124,10 @@ const ServerSchema = Type.Object(
       DEFAULT_SHUTDOWN_GRACE_MS,
       'On SIGTERM/SIGINT, how long in-flight requests may finish before generations are aborted, in ms.',
       0,
+    ),
+    writeStallMs: positiveInteger(
+      DEFAULT_WRITE_STALL_MS,
+      'A streamed response whose client reads nothing for this long (socket full) is closed and its generation cancelled, in ms.',
     ),
     publicBaseUrl: Type.Optional(
       Type.String({

@@ -66,6 +66,8 @@ export interface Metrics {
   readonly contentFiltered: Counter<'stage'>;
   /** Failed quota store calls (Redis unreachable), by operation: admit, release, record_tokens, renew, connection. */
   readonly quotaStoreErrors: Counter<'operation'>;
+  /** Streams closed because their client read nothing for server.writeStallMs. */
+  readonly writeStalls: Counter;
   /** Promise rejections nothing handled (bugs), caught by the process-level logger. */
   readonly unhandledRejections: Counter;
   /** The exposition text. */
@@ -183,6 +185,11 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       'Failed quota store calls, by operation (admit, release, record_tokens, renew, connection).',
       ['operation'],
     ),
+    writeStalls: new Counter({
+      name: 'chatmirror_write_stalls_total',
+      help: 'Streams closed because the client read nothing for server.writeStallMs (generation cancelled).',
+      registers,
+    }),
     unhandledRejections: new Counter({
       name: 'chatmirror_unhandled_rejections_total',
       help: 'Promise rejections that nothing handled (each is a bug), logged by the process-level handler.',

@@ -3,12 +3,12 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ChatMessage } from '../../engine/index.js';
 import type { TokenLogprob } from '../../engine/types.js';
 import { ApiError, echo } from '../../errors.js';
-import { SseWriter } from '../../sse.js';
 import { checkChoiceCount, refuseWhenFull } from '../choices.js';
 import { checkPromptSize, type RouteContext, resolveModel } from '../context.js';
 import { startGeneration } from '../generation.js';
 import { toSamplingParams } from '../generation-params.js';
 import { checkPromptText } from '../prompt-checks.js';
+import { openStream } from '../stream.js';
 import {
   type ChatCompletion,
   type ChatCompletionChunk,
@@ -124,7 +124,7 @@ export async function chatCompletion(
   };
 
   if (body.stream) {
-    const sse = new SseWriter(reply);
+    const sse = openStream(ctx, request, reply);
     const includeUsage = body.stream_options?.include_usage === true;
     const chunk = (choices: ChatCompletionChunk['choices']): ChatCompletionChunk => ({
       ...head,
@@ -138,6 +138,8 @@ export async function chatCompletion(
       );
     }
     for await (const update of run.updates) {
+      // While the client's socket is full, stop pulling events (see SseWriter).
+      await sse.ready();
       const { index } = update;
       if (update.type === 'delta') {
         const logprobs = params.logprobs

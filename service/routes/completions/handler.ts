@@ -2,12 +2,12 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { TokenLogprob } from '../../engine/types.js';
 import { ApiError } from '../../errors.js';
-import { SseWriter } from '../../sse.js';
 import { checkChoiceCount, refuseWhenFull } from '../choices.js';
 import { checkPromptSize, type RouteContext, resolveModel } from '../context.js';
 import { startGeneration } from '../generation.js';
 import { toSamplingParams } from '../generation-params.js';
 import { checkPromptText } from '../prompt-checks.js';
+import { openStream } from '../stream.js';
 import type { Completion, CompletionRequest } from './schema.js';
 
 type Logprobs = NonNullable<Completion['choices'][number]['logprobs']>;
@@ -117,12 +117,14 @@ export async function completion(
   const logprobs: (Logprobs | null)[] = Array.from({ length: total }, () =>
     body.logprobs != null ? emptyLogprobs() : null,
   );
-  const sse = body.stream ? new SseWriter(reply) : undefined;
+  const sse = body.stream ? openStream(ctx, request, reply) : undefined;
   const includeUsage = body.stream_options?.include_usage === true;
   const send = (choice: Completion['choices'][number]) =>
     sse?.data({ ...head, choices: [choice], ...(includeUsage ? { usage: null } : {}) });
 
   for await (const update of run.updates) {
+    // While the client's socket is full, stop pulling events (see SseWriter).
+    await sse?.ready();
     const { index } = update;
     if (update.type === 'delta') {
       const own = body.logprobs != null ? emptyLogprobs() : null;
