@@ -198,7 +198,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     aliases: config.models.aliases,
     defaults: config.models.defaults,
     caps: config.limits,
-    stream: { writeStallMs: config.server.writeStallMs },
+    stream: { writeStallMs: config.server.writeStallMs, heartbeatMs: config.server.sseHeartbeatMs },
     fingerprint: `fp_${engine.info.graphSha256.slice(0, 12)}`,
     loadedAt: Math.floor(Date.now() / 1000),
   };

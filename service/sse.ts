@@ -10,7 +10,12 @@ export interface SseOptions {
   writeStallMs: number;
   /** Told once when a stalled connection is closed (a metric, a log line). */
   onStall?: () => void;
+  /** After this long without a frame (queued, prefilling), an SSE comment goes out; 0 = never. */
+  heartbeatMs?: number;
 }
+
+/** An SSE comment: clients ignore it, proxies see traffic. */
+const HEARTBEAT = ': keep-alive\n\n';
 
 /**
  * The one Server-Sent Events writer: `data:` framing, errors as an `event: error` frame (which the openai SDK
@@ -26,6 +31,8 @@ export class SseWriter {
   private readonly body = new PassThrough();
   private ended = false;
   private blocked: Promise<void> | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private wroteSinceBeat = false;
 
   constructor(
     private readonly reply: FastifyReply,
@@ -39,6 +46,14 @@ export class SseWriter {
       // Proxies such as nginx buffer responses by default, which would hold every token back until the end.
       .header('x-accel-buffering', 'no');
     void reply.send(this.body);
+    const { heartbeatMs = 0 } = options;
+    if (heartbeatMs > 0) {
+      this.heartbeat = setInterval(() => {
+        if (!this.wroteSinceBeat && !this.blocked) this.write(HEARTBEAT);
+        this.wroteSinceBeat = false;
+      }, heartbeatMs);
+      reply.raw.once('close', () => this.stopHeartbeat());
+    }
   }
 
   data(payload: unknown): void {
@@ -58,6 +73,7 @@ export class SseWriter {
     if (this.ended) return;
     this.body.write('data: [DONE]\n\n');
     this.ended = true;
+    this.stopHeartbeat();
     this.body.end();
   }
 
@@ -65,11 +81,18 @@ export class SseWriter {
   close(): void {
     if (this.ended) return;
     this.ended = true;
+    this.stopHeartbeat();
     this.body.end();
+  }
+
+  private stopHeartbeat(): void {
+    clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
   }
 
   private write(frame: string): void {
     if (this.ended) return;
+    if (frame !== HEARTBEAT) this.wroteSinceBeat = true;
     if (this.body.write(frame) || this.blocked) return;
     const raw = this.reply.raw;
     this.blocked = new Promise<void>((resolve) => {

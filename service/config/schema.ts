@@ -28,6 +28,8 @@ export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024; // 16 KiB, Node's default
 export const DEFAULT_SHUTDOWN_GRACE_MS = 30_000; // 30 seconds for in-flight generations before they are aborted
 // A streaming client whose socket stays full this long is gone or hostile: 30 s outlasts any real network stall.
 export const DEFAULT_WRITE_STALL_MS = 30_000;
+// Below the common proxy idle timeouts (nginx proxy_read_timeout 60 s, AWS ALB 60 s) with room to spare.
+export const DEFAULT_SSE_HEARTBEAT_MS = 15_000;
 
 // ---- limits ------------------------------------------------------------------------------------------------
 export const DEFAULT_MAX_MESSAGES = 256; // messages per chat request
@@ -128,6 +130,11 @@ const ServerSchema = Type.Object(
     writeStallMs: positiveInteger(
       DEFAULT_WRITE_STALL_MS,
       'A streamed response whose client reads nothing for this long (socket full) is closed and its generation cancelled, in ms.',
+    ),
+    sseHeartbeatMs: positiveInteger(
+      DEFAULT_SSE_HEARTBEAT_MS,
+      'A stream silent this long (queued, prefilling) gets an SSE comment, so idle-timeout proxies keep it, in ms (0 = never).',
+      0,
     ),
     publicBaseUrl: Type.Optional(
       Type.String({

@@ -31,7 +31,7 @@ export interface RouteContext {
     retryAfterSeconds: number;
   };
   /** Streamed responses: a client whose socket stays full this long is cut off (server.writeStallMs). */
-  stream: { writeStallMs: number };
+  stream: { writeStallMs: number; heartbeatMs: number };
   /** Identifies the model build and server version in responses (OpenAI's system_fingerprint). */
   fingerprint: string;
   /** Unix seconds the model was loaded (the `created` of /v1/models). */

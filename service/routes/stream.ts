@@ -4,9 +4,10 @@ import type { RouteContext } from './context.js';
 
 /** The SSE writer of a streamed generation, with the server's stall limit, its metric and log line. */
 export function openStream(ctx: RouteContext, request: FastifyRequest, reply: FastifyReply): SseWriter {
-  const { writeStallMs } = ctx.stream;
+  const { writeStallMs, heartbeatMs } = ctx.stream;
   return new SseWriter(reply, {
     writeStallMs,
+    heartbeatMs,
     onStall: () => {
       ctx.metrics?.writeStalls.inc();
       request.log.warn(

@@ -85,3 +85,47 @@ describe('SSE backpressure', () => {
     expect(ok.statusCode).toBe(200);
   });
 });
+
+describe('SSE heartbeat', () => {
+  let q: TestApp;
+  let base: string;
+  beforeAll(async () => {
+    q = await startApp({ CHATMIRROR_SERVER_SSE_HEARTBEAT_MS: '5' }, { maxBatchSize: 1, maxQueue: 4 });
+    base = await q.app.listen({ host: '127.0.0.1', port: 0 });
+  });
+  afterAll(async () => stopApp(q));
+
+  it('sends SSE comments while a stream waits in the queue, so idle-timeout proxies keep it', async () => {
+    const headers = { 'content-type': 'application/json', ...(await q.auth()) };
+    const noEos = Object.fromEntries(q.engine.info.eosTokenIds.map((id) => [String(id), -100]));
+    // A long generation holds the one batch slot.
+    const holder = fetch(`${base}/v1/completions`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({
+        model: q.engine.info.name,
+        prompt: 'And God said',
+        max_tokens: 480,
+        logit_bias: noEos,
+      }),
+    });
+    for (let i = 0; i < 1_000 && q.engine.stats().running === 0; i++) await sleep(5);
+    const waiting = await fetch(`${base}/v1/completions`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({
+        model: q.engine.info.name,
+        prompt: 'In the beginning',
+        max_tokens: 4,
+        stream: true,
+      }),
+    });
+    const text = await waiting.text();
+    await holder;
+    const frames = text.split('\n\n').filter((f) => f !== '');
+    // Comments first (it waited behind the holder), then the data, and the stream still ends as usual.
+    expect(frames[0]).toBe(': keep-alive');
+    expect(frames.find((f) => f.startsWith('data: {'))).toBeDefined();
+    expect(frames.at(-1)).toBe('data: [DONE]');
+  });
+});
