@@ -25,6 +25,12 @@ export class TextTokenizer {
   private readonly byteLevel: Map<string, number> | undefined;
   private readonly specialIds: Set<number>;
   readonly vocabSize: number;
+  /**
+   * The most UTF-16 code units one token can stand for: the longest vocabulary entry (added tokens included).
+   * A byte-level entry has one character per byte, never fewer than the text it decodes to; a SentencePiece
+   * entry is its text. So n tokens never spell more than n × maxTokenChars characters of input.
+   */
+  readonly maxTokenChars: number;
 
   constructor(tokenizerJson: object, tokenizerConfig: Record<string, unknown>) {
     this.tokenizer = new Tokenizer(tokenizerJson, tokenizerConfig);
@@ -34,7 +40,11 @@ export class TextTokenizer {
     };
     this.byteLevel = json.decoder?.type === 'ByteLevel' ? byteLevelDecoderTable() : undefined;
     this.specialIds = new Set((json.added_tokens ?? []).filter((t) => t.special).map((t) => t.id));
-    this.vocabSize = this.tokenizer.get_vocab(true).size;
+    const vocab = this.tokenizer.get_vocab(true);
+    this.vocabSize = vocab.size;
+    let longest = 1;
+    for (const piece of vocab.keys()) longest = Math.max(longest, piece.length);
+    this.maxTokenChars = longest;
   }
 
   /**

@@ -3,6 +3,33 @@ import { sanityCheck } from '../security/content-filter.js';
 import type { RouteContext } from './context.js';
 
 /**
+ * Normalizers can shrink text before it is split (NFC composes two code units into one, some strip accents), so
+ * the character bound leaves this factor of room: it must never refuse a prompt that would fit.
+ */
+const NORMALIZATION_MARGIN = 2;
+
+/**
+ * Refuses, from its length alone, a prompt that cannot fit the model's context (or limits.maxPromptTokens):
+ * O(length) and done before any templating, deny-list scan or tokenizing, which for a megabyte of text would
+ * hold the event loop for seconds. Prompts that pass are checked exactly once tokenized.
+ */
+export function checkPromptChars(ctx: RouteContext, chars: number, param: string): void {
+  const tokens = Math.min(
+    ctx.engine.info.contextLength,
+    ctx.caps.maxPromptTokens ?? Number.POSITIVE_INFINITY,
+  );
+  const most = tokens * ctx.engine.tokenizer.maxTokenChars * NORMALIZATION_MARGIN;
+  if (chars > most) {
+    throw new ApiError(
+      'context_length_exceeded',
+      `The prompt has ${chars} characters; no prompt over ${most} characters fits this model's ${tokens}-token ` +
+        'context.',
+      param,
+    );
+  }
+}
+
+/**
  * Every piece of client text that reaches the model passes here first: control characters are refused (a
  * client mistake, named by parameter), then the prompt deny-list. A deny-list refusal does not say which entry
  * matched, so the list cannot be probed entry by entry.

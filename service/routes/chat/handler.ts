@@ -7,7 +7,7 @@ import { checkChoiceCount, refuseWhenFull } from '../choices.js';
 import { checkPromptSize, type RouteContext, resolveModel } from '../context.js';
 import { startGeneration } from '../generation.js';
 import { toSamplingParams } from '../generation-params.js';
-import { checkPromptText } from '../prompt-checks.js';
+import { checkPromptChars, checkPromptText } from '../prompt-checks.js';
 import { openStream } from '../stream.js';
 import {
   type ChatCompletion,
@@ -97,6 +97,11 @@ export async function chatCompletion(
   checkChoiceCount(ctx.engine, ctx.caps.maxN, 1, body.n ?? 1);
   refuseWhenFull(ctx.engine, body.n ?? 1, ctx.caps.retryAfterSeconds);
   const messages = toChatMessages(body, ctx.caps.maxMessages);
+  checkPromptChars(
+    ctx,
+    messages.reduce((sum, m) => sum + m.content.length, 0),
+    'messages',
+  );
   checkPromptText(
     ctx,
     messages.map((m, i) => ({ param: `messages[${i}].content`, text: m.content })),

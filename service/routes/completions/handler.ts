@@ -6,7 +6,7 @@ import { checkChoiceCount, refuseWhenFull } from '../choices.js';
 import { checkPromptSize, type RouteContext, resolveModel } from '../context.js';
 import { startGeneration } from '../generation.js';
 import { toSamplingParams } from '../generation-params.js';
-import { checkPromptText } from '../prompt-checks.js';
+import { checkPromptChars, checkPromptText } from '../prompt-checks.js';
 import { openStream } from '../stream.js';
 import type { Completion, CompletionRequest } from './schema.js';
 
@@ -60,6 +60,12 @@ export async function completion(
   // Validation first: a request that can never run is a 400, whatever the load.
   checkChoiceCount(ctx.engine, ctx.caps.maxN, promptCount, body.n ?? 1);
   refuseWhenFull(ctx.engine, promptCount * (body.n ?? 1), ctx.caps.retryAfterSeconds);
+  // Text prompts are bounded by length before they are tokenized (each one must fit on its own).
+  const textPrompts =
+    typeof body.prompt === 'string' ? [body.prompt] : body.prompt.filter((p) => typeof p === 'string');
+  textPrompts.forEach((text, i) => {
+    checkPromptChars(ctx, text.length, textPrompts.length > 1 ? `prompt[${i}]` : 'prompt');
+  });
   const prompts = promptsOf(ctx, body.prompt);
   const vocab = ctx.engine.info.vocabSize;
   if (prompts.some((ids) => ids.some((id) => id >= vocab))) {
