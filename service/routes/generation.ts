@@ -3,7 +3,8 @@ import { EventChannel } from '../engine/event-channel.js';
 import type { SamplingParams } from '../engine/types.js';
 import { observeGeneration } from '../observability/generation-observer.js';
 import { logCompletion } from '../observability/logging.js';
-import { admit, quotaSubject } from './admission.js';
+import type { StagedAdmission } from '../security/quotas/quota-manager.js';
+import { chargeTokens, quotaSubject } from './admission.js';
 import { type Choices, startChoices } from './choices.js';
 import type { RouteContext } from './context.js';
 import { type ChoiceUpdate, type RunTotals, runChoices } from './generation-run.js';
@@ -26,20 +27,27 @@ export interface Generation {
 }
 
 /**
- * The life of one generation request, shared by both completion endpoints: the quota admission (x-ratelimit
- * headers, concurrency slot), the engine submissions, metrics, the output deny-list, then, however it ends,
+ * The life of one generation request, shared by both completion endpoints: the token charge (the request
+ * itself was admitted before tokenizing), the engine submissions, metrics, the output deny-list, then, however it ends,
  * the real token charge and one structured log line. The handlers validate before and format during.
  */
 export async function startGeneration(
   ctx: RouteContext,
   request: FastifyRequest,
   reply: FastifyReply,
-  options: { model: string; plans: GenerationPlan[]; n: number; promptText: unknown },
+  options: {
+    model: string;
+    plans: GenerationPlan[];
+    n: number;
+    promptText: unknown;
+    /** The request's quota admission (admitRequest), made before its prompt was tokenized. */
+    quota: StagedAdmission;
+  },
 ): Promise<Generation> {
-  const { plans, n, model } = options;
+  const { plans, n, model, quota } = options;
   const promptTokens = plans.reduce((sum, p) => sum + p.promptIds.length, 0);
   const estimate = plans.reduce((sum, p) => sum + p.promptIds.length + n * p.params.maxTokens, 0);
-  const quota = await admit(ctx.quotas, request, reply, estimate, ctx.metrics);
+  await chargeTokens(quota, reply, estimate, ctx.metrics);
 
   // A client that goes away (mid-stream or while waiting for a full response) frees its batch slots.
   const disconnected = new AbortController();

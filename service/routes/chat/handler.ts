@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ChatMessage } from '../../engine/index.js';
 import type { TokenLogprob } from '../../engine/types.js';
 import { ApiError, echo } from '../../errors.js';
+import { admitRequest } from '../admission.js';
 import { checkChoiceCount, refuseWhenFull } from '../choices.js';
 import { checkPromptSize, type RouteContext, resolveModel } from '../context.js';
 import { startGeneration } from '../generation.js';
@@ -96,6 +97,8 @@ export async function chatCompletion(
   // Validation first: a request that can never run is a 400, whatever the load.
   checkChoiceCount(ctx.engine, ctx.caps.maxN, 1, body.n ?? 1);
   refuseWhenFull(ctx.engine, body.n ?? 1, ctx.caps.retryAfterSeconds);
+  // The request counts from here: every refusal below still used one of its subject's requests.
+  const quota = await admitRequest(ctx.quotas, request, reply, ctx.metrics);
   const messages = toChatMessages(body, ctx.caps.maxMessages);
   checkPromptChars(
     ctx,
@@ -120,6 +123,7 @@ export async function chatCompletion(
     plans: [{ promptIds, params }],
     n,
     promptText: messages,
+    quota,
   });
   const head = {
     id: `chatcmpl-${randomUUID().replaceAll('-', '')}`,

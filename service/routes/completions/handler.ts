@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { TokenLogprob } from '../../engine/types.js';
 import { ApiError } from '../../errors.js';
+import { admitRequest } from '../admission.js';
 import { checkChoiceCount, refuseWhenFull } from '../choices.js';
 import { checkPromptSize, type RouteContext, resolveModel } from '../context.js';
 import { startGeneration } from '../generation.js';
@@ -60,6 +61,8 @@ export async function completion(
   // Validation first: a request that can never run is a 400, whatever the load.
   checkChoiceCount(ctx.engine, ctx.caps.maxN, promptCount, body.n ?? 1);
   refuseWhenFull(ctx.engine, promptCount * (body.n ?? 1), ctx.caps.retryAfterSeconds);
+  // The request counts from here: every refusal below still used one of its subject's requests.
+  const quota = await admitRequest(ctx.quotas, request, reply, ctx.metrics);
   // Text prompts are bounded by length before they are tokenized (each one must fit on its own).
   const textPrompts =
     typeof body.prompt === 'string' ? [body.prompt] : body.prompt.filter((p) => typeof p === 'string');
@@ -104,6 +107,7 @@ export async function completion(
     plans,
     n,
     promptText: body.prompt,
+    quota,
   });
   const head = {
     id: `cmpl-${randomUUID().replaceAll('-', '')}`,

@@ -56,6 +56,19 @@ export interface Admission {
   release(): Promise<void>;
 }
 
+/**
+ * An admission made before the prompt is tokenized (its size is not known yet): the request and its
+ * concurrency slot are charged, tokens are charged once the estimate is known. A request refused after this,
+ * by validation or by the tokens quota, has used one of its subject's requests, as OpenAI counts them.
+ */
+export interface StagedAdmission extends Admission {
+  /**
+   * Charges the estimate (prompt + n × max_tokens), or throws the tokens-per-minute 429. Resolves to the
+   * x-ratelimit-*-tokens headers as they stand after the charge. Call it once.
+   */
+  chargeTokens(estimatedTokens: number): Promise<Record<string, string>>;
+}
+
 interface Keys {
   requests: string;
   tokens: string;
@@ -150,23 +163,33 @@ export class QuotaManager {
   async admit(subject: string, own: SubjectLimits | undefined, estimatedTokens: number): Promise<Admission> {
     if (!Number.isFinite(estimatedTokens) || estimatedTokens < 0)
       throw new RangeError(`estimatedTokens must be a non-negative number, got ${estimatedTokens}`);
+    return this.#admit(subject, own, Math.ceil(estimatedTokens));
+  }
+
+  /**
+   * Admits one request of `subject` before its size is known: the request and concurrency quotas are checked
+   * and charged now (tokens only checked for debt), the tokens by `chargeTokens` once the prompt is tokenized.
+   */
+  admitRequest(subject: string, own: SubjectLimits | undefined): Promise<StagedAdmission> {
+    return this.#admit(subject, own, undefined);
+  }
+
+  /** `estimate` undefined: a staged admission, whose tokens are only peeked at now. */
+  async #admit(
+    subject: string,
+    own: SubjectLimits | undefined,
+    estimate: number | undefined,
+  ): Promise<StagedAdmission> {
     const limits = this.limitsFor(own);
-    const estimate = Math.ceil(estimatedTokens);
     const keys = keysFor(subject);
     const requestHit =
       limits.requestsPerMinute > 0 ? bucket(keys.requests, limits.requestsPerMinute, 1) : null;
     const tokenHit =
-      limits.tokensPerMinute > 0 ? bucket(keys.tokens, limits.tokensPerMinute, estimate) : null;
+      limits.tokensPerMinute > 0 ? bucket(keys.tokens, limits.tokensPerMinute, estimate ?? 0) : null;
     const hits = [requestHit, tokenHit].filter((hit) => hit !== null);
 
-    if (tokenHit && estimate > tokenHit.limit) {
-      throw new QuotaExceededError(
-        'tokens_per_minute',
-        `Request too large on tokens per min (TPM): Limit ${tokenHit.limit}, Requested ${estimate} ` +
-          '(prompt + max_tokens). Lower max_tokens or shorten the prompt.',
-        // No Retry-After: waiting would not help.
-        await this.#admitting(() => this.#currentHeaders(requestHit, tokenHit)),
-      );
+    if (tokenHit && tokenHit.cost > tokenHit.limit) {
+      throw await this.#tooLarge(tokenHit, () => this.#currentHeaders(requestHit, tokenHit));
     }
 
     let slot: string | null = null;
@@ -208,14 +231,28 @@ export class QuotaManager {
     const renewal = slot === null ? undefined : this.#startRenewal(keys.concurrent, slot);
     let recorded = false;
     let released = false;
+    // What the tokens bucket was charged for this request, to be corrected to the real usage.
+    let charged = estimate;
     return {
       headers: rateLimitHeaders(requests, tokens),
+      chargeTokens: async (estimatedTokens: number) => {
+        if (!Number.isFinite(estimatedTokens) || estimatedTokens < 0)
+          throw new RangeError(`estimatedTokens must be a non-negative number, got ${estimatedTokens}`);
+        if (charged !== undefined) throw new Error('chargeTokens: the tokens are charged already');
+        if (!tokenHit) return {};
+        const hit = { ...tokenHit, cost: Math.ceil(estimatedTokens) };
+        if (hit.cost > hit.limit) throw await this.#tooLarge(hit, () => this.#currentHeaders(null, hit));
+        const charge = await this.#admitting(() => this.#store.consume([hit]));
+        if (!charge.allowed) throw refusal(null, undefined, hit, charge.buckets[0]);
+        charged = hit.cost;
+        return rateLimitHeaders(undefined, charge.buckets[0]);
+      },
       recordTokens: async (actual: number) => {
         if (!Number.isFinite(actual) || actual < 0)
           throw new RangeError(`actual tokens must be a non-negative number, got ${actual}`);
-        if (recorded || !tokenHit) return;
+        if (recorded || !tokenHit || charged === undefined) return;
         recorded = true;
-        const correction = Math.ceil(actual) - estimate;
+        const correction = Math.ceil(actual) - charged;
         if (correction !== 0)
           await this.#background('record_tokens', () =>
             this.#store.adjust({ ...tokenHit, cost: correction }),
@@ -231,6 +268,16 @@ export class QuotaManager {
         await freeSlot();
       },
     };
+  }
+
+  /** The 429 for an estimate over the whole budget: no Retry-After, since waiting would not help. */
+  async #tooLarge(hit: BucketHit, headers: () => Promise<Record<string, string>>) {
+    return new QuotaExceededError(
+      'tokens_per_minute',
+      `Request too large on tokens per min (TPM): Limit ${hit.limit}, Requested ${hit.cost} ` +
+        '(prompt + max_tokens). Lower max_tokens or shorten the prompt.',
+      await this.#admitting(headers),
+    );
   }
 
   /** Stops slot renewals and closes the store. */

@@ -54,3 +54,27 @@ describe('prompt size bound (characters, before tokenizing)', () => {
     expect(r.status).toBe(200);
   });
 });
+
+describe('admission before tokenizing', () => {
+  it('a credential whose requests per minute are used up gets 429, even for prompts that would be refused', async () => {
+    const token = await t.token({ subject: 'one-rpm', limits: { requestsPerMinute: 1 } });
+    const send = (prompt: string) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/v1/completions',
+        headers: { authorization: `Bearer ${token}` },
+        payload: { model: t.engine.info.name, prompt, max_tokens: 1 },
+      });
+    // Its one request: a prompt too long for the context (counted, then refused as 400).
+    const tooLong = await send(HUGE.slice(0, 6_000));
+    expect(tooLong.statusCode).toBe(400);
+    expect(tooLong.json().error.code).toBe('context_length_exceeded');
+    // Everything after it is the rate limit, whatever the prompt: the tokenizer never runs for them.
+    for (const prompt of [HUGE, HUGE.slice(0, 6_000), 'Hi']) {
+      const r = await send(prompt);
+      expect(r.statusCode).toBe(429);
+      expect(r.json().error.code).toBe('rate_limit_exceeded');
+      expect(r.headers['x-ratelimit-remaining-requests']).toBe('0');
+    }
+  });
+});

@@ -244,3 +244,41 @@ describe('arguments', () => {
     await expect(manager().admit('alice', undefined, -5)).rejects.toThrow(RangeError);
   });
 });
+
+describe('admitRequest (staged: the request before tokenizing, its tokens once known)', () => {
+  it('charges the request at once and the tokens when chargeTokens says how many', async () => {
+    manager();
+    const staged = await quotas.admitRequest('alice', undefined);
+    expect(staged.headers).toMatchObject({
+      'x-ratelimit-remaining-requests': '19',
+      'x-ratelimit-remaining-tokens': '1000',
+    });
+    expect(await staged.chargeTokens(300)).toEqual({
+      'x-ratelimit-limit-tokens': '1000',
+      'x-ratelimit-remaining-tokens': '700',
+      'x-ratelimit-reset-tokens': '18s',
+    });
+    await staged.recordTokens(100);
+    expect((await quotas.admit('alice', undefined, 0)).headers['x-ratelimit-remaining-tokens']).toBe('900');
+  });
+
+  it('a tokens refusal after admission still counts the request', async () => {
+    manager();
+    const staged = await quotas.admitRequest('alice', undefined);
+    const tooLarge = await refusal(staged.chargeTokens(1_001));
+    expect(tooLarge.message).toMatch(/^Request too large on tokens per min/);
+    await (await quotas.admit('alice', undefined, 900)).release();
+    const refused = await refusal((await quotas.admitRequest('alice', undefined)).chargeTokens(200));
+    expect(refused.message).toMatch(/^Rate limit reached on tokens per min/);
+    expect(refused.headers['retry-after']).toBeDefined();
+    // Three requests were counted, though only one ran.
+    expect((await quotas.admit('alice', undefined, 0)).headers['x-ratelimit-remaining-requests']).toBe('16');
+  });
+
+  it('records nothing for a request refused before its tokens were charged', async () => {
+    manager();
+    const staged = await quotas.admitRequest('alice', undefined);
+    await staged.recordTokens(500);
+    expect((await quotas.admit('alice', undefined, 0)).headers['x-ratelimit-remaining-tokens']).toBe('1000');
+  });
+});
