@@ -101,7 +101,9 @@ describe('BatchScheduler cancel before the first token', () => {
       },
       (id) => onScheduled(scheduler, id),
     );
-    prompts.forEach((p, i) => scheduler.submit(sequence(i + 1, p)));
+    prompts.forEach((p, i) => {
+      scheduler.submit(sequence(i + 1, p));
+    });
     await scheduler.run();
     return events;
   }
