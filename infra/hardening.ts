@@ -25,6 +25,7 @@ export interface HardeningOptions {
 export function hardenedContainer(o: HardeningOptions): Partial<docker.ContainerArgs> {
   if (!/^[0-9]+:[0-9]+$/.test(o.user) || o.user.startsWith('0:'))
     throw new Error(`hardenedContainer: user must be a non-root uid:gid, got ${o.user}`);
+  const [uid, gid] = o.user.split(':');
   return {
     user: o.user,
     readOnly: true,
@@ -41,10 +42,12 @@ export function hardenedContainer(o: HardeningOptions): Partial<docker.Container
     ],
     logDriver: 'json-file',
     logOpts: { 'max-size': `${o.logMaxSizeMb}m`, 'max-file': String(o.logMaxFiles) },
+    // Owned by the container's user: a tmpfs takes the mode of the image's directory and belongs to root, so a
+    // data directory like Redis's /data (0750 root) would be unusable (the deploy proof hit "Permission denied").
     tmpfs: Object.fromEntries(
       Object.entries(o.tmpfs ?? { '/tmp': 64 }).map(([path, mb]) => [
         path,
-        `rw,noexec,nosuid,nodev,size=${mb}m`,
+        `rw,noexec,nosuid,nodev,size=${mb}m,uid=${uid},gid=${gid}`,
       ]),
     ),
     init: true,

@@ -78,6 +78,59 @@ export class Deployment {
     this.options.log?.(`created ${resource.type} ${resource.name} (${Date.now() - started} ms)`);
   }
 
+  /**
+   * Moves the deployment to a new capture of the same stack, as `pulumi up` would: in the new plan's dependency
+   * order, a new resource is created, an unchanged one kept, a changed command updated in place (its update
+   * script, or create without one; new triggers replace it), and any other changed resource replaced — the old
+   * one deleted first with deleteBeforeReplace, else the replacement created first and the old one deleted at
+   * the end, after every create, as the engine defers DeleteReplaced steps. Resources the new plan lacks are
+   * deleted at the end too, dependents first.
+   */
+  async update(
+    next: PlannedResource[],
+  ): Promise<{ created: number; updated: number; replaced: number; deleted: number }> {
+    const current = new Map(this.created.map((r) => [r.urn, r]));
+    const nextUrns = new Set(next.map((r) => r.urn));
+    const deferred: PlannedResource[] = [];
+    const counts = { created: 0, updated: 0, replaced: 0, deleted: 0 };
+    for (const r of creationOrder(next)) {
+      const old = current.get(r.urn);
+      if (old === undefined) {
+        await this.create(r);
+        counts.created++;
+        continue;
+      }
+      const changed = changedKeys(old.inputs, r.inputs);
+      if (changed.length === 0) {
+        this.created.splice(this.created.indexOf(old), 1, r);
+        continue;
+      }
+      if (r.type === 'command:local:Command' && !changed.includes('triggers') && !replacesOn(r, changed)) {
+        const script = typeof r.inputs.update === 'string' ? r.inputs.update : r.inputs.create;
+        if (typeof script === 'string') this.commandOutput.set(r.name, await this.runCommand(r, script));
+        this.created.splice(this.created.indexOf(old), 1, r);
+        this.options.log?.(`updated ${r.type} ${r.name} (${changed.join(', ')})`);
+        counts.updated++;
+        continue;
+      }
+      this.options.log?.(`replacing ${r.type} ${r.name} (${changed.join(', ')})`);
+      counts.replaced++;
+      if (r.options.deleteBeforeReplace) {
+        await this.destroy(old);
+        await this.create(r);
+      } else {
+        await this.create(r);
+        deferred.push(old);
+      }
+    }
+    for (const old of this.created.filter((r) => !nextUrns.has(r.urn))) deferred.push(old);
+    for (const old of deferred.reverse()) {
+      await this.destroy(old);
+      counts.deleted++;
+    }
+    return counts;
+  }
+
   /** Deletes everything created, dependents first; goes on past failures and throws them all at the end. */
   async destroyAll(): Promise<void> {
     const failures: string[] = [];
@@ -273,6 +326,17 @@ export async function waitHealthy(name: string, timeoutSeconds: number): Promise
     }
     await new Promise((r) => setTimeout(r, 500));
   }
+}
+
+/** Top-level input keys whose values differ. */
+function changedKeys(a: Record<string, unknown>, b: Record<string, unknown>): string[] {
+  return [...new Set([...Object.keys(a), ...Object.keys(b)])].filter(
+    (k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]),
+  );
+}
+
+function replacesOn(r: PlannedResource, changed: string[]): boolean {
+  return r.options.replaceOnChanges.some((k) => k === '*' || changed.includes(k));
 }
 
 function labelMap(labels: unknown): Record<string, string> {

@@ -5,6 +5,7 @@
  * firewall switched on so its command runs, and the secrets an operator would set. Planned under mocks with the
  * real host facts and real TLS material.
  */
+import { randomBytes } from 'node:crypto';
 import { cpSync } from 'node:fs';
 import { join } from 'node:path';
 import { collectLocalFacts } from '../../infra/host-capacity.js';
@@ -15,31 +16,51 @@ import { tlsOutputs } from './tls-outputs.js';
 export const E2E_STACK = 'e2e';
 export const E2E_PORTS = { api: 18443, prometheus: 19090 };
 
+/** What an operator sets once per stack (`pulumi config set --secret`), kept across captures of one deployment. */
+export interface E2eSecrets {
+  client: { key: string; hash: string };
+  metrics: { key: string; hash: string };
+  quotaStorePassword: string;
+}
+
+export function e2eSecrets(): E2eSecrets {
+  return {
+    client: generateApiKey('e2e-client'),
+    metrics: generateApiKey('prometheus'),
+    quotaStorePassword: randomBytes(24).toString('hex'),
+  };
+}
+
 export interface E2eStack {
   plan: Plan;
   /** A client key with the chat scopes, accepted by the deployed service. */
   clientKey: string;
   modelDir: string;
   dataDir: string;
+  secrets: E2eSecrets;
 }
 
 export async function planE2eStack(
   root: string,
   digestsFile: string,
-  overrides: Record<string, unknown> = {},
+  options: {
+    secrets?: E2eSecrets;
+    serving?: Record<string, unknown>;
+    overrides?: Record<string, unknown>;
+  } = {},
 ): Promise<E2eStack> {
   const local = loadStackFile('local');
   const dataDir = join(root, 'data');
   const modelDir = join(root, 'models', 'tiny-llama');
   cpSync(join(PROJECT_DIR, 'test/fixtures/models/tiny-llama'), modelDir, { recursive: true });
-  const client = generateApiKey('e2e-client');
-  const metrics = generateApiKey('prometheus');
+  const secrets = options.secrets ?? e2eSecrets();
+  const { client, metrics } = secrets;
   const section = (key: string) => (local[`chatmirror:${key}`] ?? {}) as Record<string, unknown>;
   const config: Record<string, unknown> = {
     ...local,
     'chatmirror:target': { ...section('target'), dataDir },
     'chatmirror:model': { ...section('model'), hostPath: modelDir },
-    'chatmirror:serving': { ...section('serving'), port: E2E_PORTS.api },
+    'chatmirror:serving': { ...section('serving'), port: E2E_PORTS.api, ...options.serving },
     'chatmirror:monitoring': {
       ...section('monitoring'),
       prometheusPort: E2E_PORTS.prometheus,
@@ -50,15 +71,16 @@ export async function planE2eStack(
     'chatmirror:apiKeys': [
       { id: 'e2e-client', hash: client.hash, scopes: ['chat', 'completions', 'models:read'] },
     ],
-    ...overrides,
+    'chatmirror:quotaStorePassword': secrets.quotaStorePassword,
+    ...options.overrides,
   };
   const plan = await planStack({
     stack: E2E_STACK,
     config,
-    secretKeys: ['chatmirror:metricsToken', 'chatmirror:apiKeys'],
+    secretKeys: ['chatmirror:metricsToken', 'chatmirror:apiKeys', 'chatmirror:quotaStorePassword'],
     facts: await collectLocalFacts('/var/lib/docker'),
     files: { 'images/digests.json': digestsFile },
     outputs: tlsOutputs,
   });
-  return { plan, clientKey: client.key, modelDir, dataDir };
+  return { plan, clientKey: client.key, modelDir, dataDir, secrets };
 }

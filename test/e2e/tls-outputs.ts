@@ -100,8 +100,25 @@ async function pkcs8Pem(key: CryptoKey): Promise<string> {
   return `-----BEGIN PRIVATE KEY-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END PRIVATE KEY-----\n`;
 }
 
-/** The provider's computed outputs for one tls resource; undefined for any other type. */
-export async function tlsOutputs(type: string, inputs: Inputs): Promise<Inputs | undefined> {
+const memo = new Map<string, Promise<Inputs | undefined>>();
+
+/**
+ * The provider's computed outputs for one tls resource; undefined for any other type. Unchanged inputs give the
+ * same outputs, as the provider's state would on a second `up`: a second capture (a config change) keeps the
+ * stack's CA, keys and certificates.
+ */
+export function tlsOutputs(type: string, inputs: Inputs): Promise<Inputs | undefined> {
+  if (!type.startsWith('tls:')) return Promise.resolve(undefined);
+  const key = `${type}\n${JSON.stringify(inputs)}`;
+  let outputs = memo.get(key);
+  if (outputs === undefined) {
+    outputs = computeTlsOutputs(type, inputs);
+    memo.set(key, outputs);
+  }
+  return outputs;
+}
+
+async function computeTlsOutputs(type: string, inputs: Inputs): Promise<Inputs | undefined> {
   switch (type) {
     case 'tls:index/privateKey:PrivateKey': {
       const keys = (await webcrypto.subtle.generateKey(algorithmOf(inputs), true, [
