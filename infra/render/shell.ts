@@ -130,7 +130,11 @@ function parentsUpTo(dir: string, root: string | undefined): string[] {
   const base = root.replace(/\/+$/, '');
   if (!dir.startsWith(`${base}/`)) return [];
   const parents: string[] = [];
-  for (let d = dir.slice(0, dir.lastIndexOf('/')); d.length >= base.length; d = d.slice(0, d.lastIndexOf('/')))
+  for (
+    let d = dir.slice(0, dir.lastIndexOf('/'));
+    d.length >= base.length;
+    d = d.slice(0, d.lastIndexOf('/'))
+  )
     parents.push(d);
   return parents;
 }
