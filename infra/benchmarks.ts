@@ -14,7 +14,7 @@ import {
   renderBenchmarkService,
   renderBenchmarkTimer,
 } from './render/benchmarks.js';
-import { filesToStdin, sudoPrefix } from './render/shell.js';
+import { filesToStdin, removeFilesScript, shq, sudoPrefix } from './render/shell.js';
 
 export interface BenchmarksArgs {
   stack: string;
@@ -33,6 +33,10 @@ export interface BenchmarksArgs {
   benchToken: pulumi.Input<string>;
   historyDir: string;
   textfileDir: string;
+  /** Keep the JSON history when the stack is destroyed (monitoring.retainData); else it goes with the rest. */
+  keepHistory: boolean;
+  /** The stack's data directory: emptied directories up to it go on delete. */
+  dataDir?: string;
   /** The endpoint must be up (and the firewall in place) before the timer is armed. */
   dependsOn: pulumi.Input<pulumi.Resource>[];
 }
@@ -81,8 +85,19 @@ export class Benchmarks extends pulumi.ComponentResource {
       args.target,
       {
         create: [args.historyDir, args.textfileDir]
-          .map((d) => `${sudoPrefix(args.target.sudo)}install -d -m 2770 -g ${args.group} '${d}'`)
+          .map((d) => `${sudoPrefix(args.target.sudo)}install -d -m 2770 -g ${args.group} ${shq(d)}`)
           .join(' && '),
+        // Only directories left empty go (the history stays unless keepHistory is off, see the timer's delete).
+        delete: [args.historyDir, args.textfileDir]
+          .map((d) =>
+            removeFilesScript({
+              dir: d,
+              names: [],
+              sudo: args.target.sudo,
+              ...(args.dataDir === undefined ? {} : { pruneUpTo: args.dataDir }),
+            }),
+          )
+          .join('\n'),
       },
       parent,
     );
@@ -111,7 +126,12 @@ export class Benchmarks extends pulumi.ComponentResource {
       {
         create: install,
         update: install,
-        delete: removeUnitsScript({ stack: args.stack, sudo, textfileDir: args.textfileDir }),
+        delete: removeUnitsScript({
+          stack: args.stack,
+          sudo,
+          textfileDir: args.textfileDir,
+          ...(args.keepHistory ? {} : { historyDir: args.historyDir }),
+        }),
         stdin: this.serviceUnit.apply((serviceUnit) =>
           filesToStdin([
             { name: `${this.unitName}.service`, content: serviceUnit, mode: '0644' },

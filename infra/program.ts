@@ -441,6 +441,8 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
       benchToken: pulumi.secret(cfg.benchToken ?? ''),
       historyDir: dirs.history,
       textfileDir: dirs.textfile,
+      keepHistory: cfg.monitoring.retainData,
+      dataDir,
       dependsOn: [
         ...serving.containers,
         ...(monitoring ? [monitoring] : []),

@@ -133,11 +133,15 @@ export function installUnitsScript(o: { stack: string; sudo: string; unitDir?: s
   ].join('\n');
 }
 
-/** Stops and removes the units and the live metrics file; the JSON history stays (it is the record). */
+/**
+ * Stops and removes the units and the live metrics file; the JSON history stays (it is the record) unless
+ * `historyDir` is given, whose results then go too.
+ */
 export function removeUnitsScript(o: {
   stack: string;
   sudo: string;
   textfileDir: string;
+  historyDir?: string;
   unitDir?: string;
 }): string {
   const dir = o.unitDir ?? '/etc/systemd/system';
@@ -147,5 +151,8 @@ export function removeUnitsScript(o: {
     `${o.sudo}rm -f ${shq(`${dir}/${name}.timer`)} ${shq(`${dir}/${name}.service`)}`,
     `${o.sudo}systemctl daemon-reload`,
     `${o.sudo}rm -f ${shq(`${o.textfileDir}/${BENCH_TEXTFILE}`)}`,
+    ...(o.historyDir === undefined
+      ? []
+      : [`${o.sudo}find ${shq(o.historyDir)} -maxdepth 1 -name '*.json' -type f -delete 2>/dev/null || true`]),
   ].join('\n');
 }

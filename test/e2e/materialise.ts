@@ -52,6 +52,11 @@ export function creationOrder(resources: PlannedResource[]): PlannedResource[] {
 export interface MaterialiseOptions {
   /** Network namespace the command resources run in (made by the caller). */
   netns: string;
+  /**
+   * Why a resource cannot be created on this machine (e.g. a command that needs a running systemd), or
+   * undefined. A skipped resource is logged with its reason, and not created or deleted.
+   */
+  cannotRun?: (resource: PlannedResource) => string | undefined;
   log?: (line: string) => void;
 }
 
@@ -68,7 +73,15 @@ export class Deployment {
     for (const resource of creationOrder(resources)) await this.create(resource);
   }
 
+  readonly skipped: { name: string; why: string }[] = [];
+
   async create(resource: PlannedResource): Promise<void> {
+    const why = this.options.cannotRun?.(resource);
+    if (why !== undefined) {
+      this.skipped.push({ name: resource.name, why });
+      this.options.log?.(`NOT created ${resource.type} ${resource.name}: ${why}`);
+      return;
+    }
     const started = Date.now();
     // Recorded before it is made, as the engine keeps a failed create in its state: a container that was created
     // but would not start is still removed by the teardown (every delete tolerates what is already gone).

@@ -23,7 +23,10 @@ const SERVING = {
   replicas: 2,
   quotas: { requestsPerMinute: 100_000, tokensPerMinute: 0, concurrentRequests: 8 },
 };
-const NO_MONITORING = { 'chatmirror:monitoring': { enabled: false } };
+const NO_MONITORING = {
+  'chatmirror:monitoring': { enabled: false },
+  'chatmirror:benchmarks': { enabled: false },
+};
 
 interface Outcome {
   ok: boolean;

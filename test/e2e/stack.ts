@@ -20,6 +20,7 @@ export const E2E_PORTS = { api: 18443, prometheus: 19090 };
 export interface E2eSecrets {
   client: { key: string; hash: string };
   metrics: { key: string; hash: string };
+  bench: { key: string; hash: string };
   quotaStorePassword: string;
 }
 
@@ -27,6 +28,7 @@ export function e2eSecrets(): E2eSecrets {
   return {
     client: generateApiKey('e2e-client'),
     metrics: generateApiKey('prometheus'),
+    bench: generateApiKey('bench'),
     quotaStorePassword: randomBytes(24).toString('hex'),
   };
 }
@@ -72,12 +74,20 @@ export async function planE2eStack(
       { id: 'e2e-client', hash: client.hash, scopes: ['chat', 'completions', 'models:read'] },
     ],
     'chatmirror:quotaStorePassword': secrets.quotaStorePassword,
+    // A short scenario: the proof triggers one run itself (see deploy.test.ts).
+    'chatmirror:benchmarks': { enabled: true, concurrency: [1, 2], requests: 4, maxTokens: 8 },
+    'chatmirror:benchToken': secrets.bench.key,
     ...options.overrides,
   };
   const plan = await planStack({
     stack: E2E_STACK,
     config,
-    secretKeys: ['chatmirror:metricsToken', 'chatmirror:apiKeys', 'chatmirror:quotaStorePassword'],
+    secretKeys: [
+      'chatmirror:metricsToken',
+      'chatmirror:apiKeys',
+      'chatmirror:quotaStorePassword',
+      'chatmirror:benchToken',
+    ],
     facts: await collectLocalFacts('/var/lib/docker'),
     files: { 'images/digests.json': digestsFile },
     outputs: tlsOutputs,

@@ -475,6 +475,7 @@ describe('Benchmarks', () => {
       caCertPem: 'CA',
       benchToken: 'BENCH',
       historyDir: '/srv/chatmirror/staging/bench-history',
+      keepHistory: true,
       textfileDir: '/srv/chatmirror/staging/textfile',
       dependsOn: [],
     });
@@ -506,6 +507,7 @@ describe('Benchmarks', () => {
         caCertPem: 'CA',
         benchToken: 'B',
         historyDir: '/h',
+        keepHistory: true,
         textfileDir: '/t',
         dependsOn: [],
       };
