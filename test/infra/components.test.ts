@@ -461,6 +461,11 @@ describe('Benchmarks', () => {
       'chatmirror:model': { hostPath: '/m', manifestSha256: 'a'.repeat(64) },
       'chatmirror:monitoring': { enabled: false },
     }).benchmarks;
+    // The endpoint it must wait for: a replica container, as the program passes them.
+    const replica = new docker.Container('chatmirror-staging-0', {
+      name: 'chatmirror-staging-0',
+      image: DIGESTS.service,
+    });
     const benchmarks = new Benchmarks('benchmarks', {
       stack: 'staging',
       target: REMOTE,
@@ -477,10 +482,11 @@ describe('Benchmarks', () => {
       historyDir: '/srv/chatmirror/staging/bench-history',
       keepHistory: true,
       textfileDir: '/srv/chatmirror/staging/textfile',
-      dependsOn: [],
+      dependsOn: [replica],
     });
     await mocks.settle();
     const timer = named('benchmarks-timer');
+    expect(timer.options.dependencies).toContain(named('chatmirror-staging-0').urn);
     expect(timer.inputs.create).toContain('sudo -n systemctl enable --now chatmirror-bench-staging.timer');
     expect(timer.inputs.delete).toContain('sudo -n systemctl disable --now chatmirror-bench-staging.timer');
     expect(String(timer.inputs.stdin)).toContain(
