@@ -153,6 +153,8 @@ export function removeUnitsScript(o: {
     `${o.sudo}rm -f ${shq(`${o.textfileDir}/${BENCH_TEXTFILE}`)}`,
     ...(o.historyDir === undefined
       ? []
-      : [`${o.sudo}find ${shq(o.historyDir)} -maxdepth 1 -name '*.json' -type f -delete 2>/dev/null || true`]),
+      : [
+          `${o.sudo}find ${shq(o.historyDir)} -maxdepth 1 -name '*.json' -type f -delete 2>/dev/null || true`,
+        ]),
   ].join('\n');
 }

@@ -4,7 +4,6 @@
  * values are all derived from `ServiceConfigSchema`, so nothing here lists settings by hand.
  */
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { basename, dirname, extname, resolve } from 'node:path';
 import { Kind, type TSchema } from '@sinclair/typebox';
 import { Value, type ValueError, ValueErrorType } from '@sinclair/typebox/value';

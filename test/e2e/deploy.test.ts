@@ -329,6 +329,13 @@ describe.runIf(E2E).sequential(`deploy proof: the local stack on the real docker
         const text = await containerLogs(API_CONTAINER, 400);
         return /model\.onnx failed verification: expected sha256/.test(text) ? text : undefined;
       });
+      log(
+        `refused to start: ${logs
+          .split('\n')
+          .find((l) => l.includes('failed verification'))
+          ?.trim()}`,
+      );
+      expect((await inspectContainer(API_CONTAINER)).State.Health?.Status).not.toBe('healthy');
       const ready = await https(`${API}/ready`, { ca, timeoutMs: 5000 }).catch(() => undefined);
       expect(ready?.status).not.toBe(200);
     } finally {
