@@ -57,6 +57,10 @@ export interface ProgramOutputs {
   containers: pulumi.Output<string[]>;
 }
 
+/** Memory limits of the balancer and the quota store that front several replicas, in MiB. */
+const BALANCER_MEMORY_MB = 256;
+const QUOTA_STORE_MEMORY_MB = 128;
+
 export const BENCH_SCOPES = ['chat', 'completions', 'models:read'];
 
 export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
@@ -129,6 +133,9 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
       modelBytes,
       replicas: cfg.serving.replicas,
       replicaMemoryMb: cfg.serving.memoryMb,
+      ...(cfg.serving.replicas > 1
+        ? { surgeReplicas: cfg.serving.replicas, sidecarMemoryMb: BALANCER_MEMORY_MB + QUOTA_STORE_MEMORY_MB }
+        : {}),
       replicaCpus: cfg.serving.cpus,
       logBytesPerReplica: cfg.serving.logMaxSizeMb * cfg.serving.logMaxFiles * MiB,
       ...(cfg.monitoring.enabled
@@ -286,7 +293,7 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
         configDir: dirs.quotaStore,
         group,
         password: pulumi.secret(cfg.quotaStorePassword ?? ''),
-        memoryMb: 128,
+        memoryMb: QUOTA_STORE_MEMORY_MB,
         restart: cfg.serving.restart,
         logMaxSizeMb: cfg.serving.logMaxSizeMb,
         logMaxFiles: cfg.serving.logMaxFiles,
@@ -351,7 +358,7 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
       keyPem: tls.keyPem,
       caCertPem: tls.caCertPem,
       serverTimeoutSeconds: 300,
-      memoryMb: 256,
+      memoryMb: BALANCER_MEMORY_MB,
       cpus: 1,
       restart: cfg.serving.restart,
       logMaxSizeMb: cfg.serving.logMaxSizeMb,

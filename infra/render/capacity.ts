@@ -65,6 +65,13 @@ export interface CapacityInputs {
   logBytesPerReplica: number;
   monitoring?: { prometheusMemoryMb: number; grafanaMemoryMb: number; retentionSizeGb: number };
   benchmarkMemoryMb?: number;
+  /**
+   * Replicas that exist beside the old ones while a change rolls (create-before-delete: with more than one
+   * replica, every replica has its successor running before the old ones go).
+   */
+  surgeReplicas?: number;
+  /** The balancer and the quota store in front of several replicas. */
+  sidecarMemoryMb?: number;
   /** `repo@sha256:…` of every image the stack runs: those already on the host count as held. */
   pinnedImages?: string[];
 }
@@ -120,8 +127,10 @@ export function capacityNeeds(inputs: CapacityInputs): CapacityNeeds {
       ? 0
       : (inputs.monitoring.prometheusMemoryMb + inputs.monitoring.grafanaMemoryMb) * MiB +
         NODE_EXPORTER_BYTES;
+  const surge = inputs.surgeReplicas ?? 0;
   const derivedMemory =
-    inputs.replicas * inputs.replicaMemoryMb * MiB +
+    (inputs.replicas + surge) * inputs.replicaMemoryMb * MiB +
+    (inputs.sidecarMemoryMb ?? 0) * MiB +
     monitoringMemory +
     (inputs.benchmarkMemoryMb ?? 0) * MiB +
     OS_RESERVE_BYTES;
@@ -139,7 +148,7 @@ export function capacityNeeds(inputs: CapacityInputs): CapacityNeeds {
     diskFreeBytes: Math.max(floor.diskFreeBytes, derivedDisk),
     replicaModelBytes: Math.ceil(inputs.modelBytes * MODEL_MEMORY_FACTOR + RUNTIME_OVERHEAD_BYTES),
     why: {
-      memory: `max(${inputs.profile} floor ${gib(floor.memoryBytes)}, ${inputs.replicas} × ${inputs.replicaMemoryMb} MiB limits + monitoring + OS)`,
+      memory: `max(${inputs.profile} floor ${gib(floor.memoryBytes)}, ${inputs.replicas}${surge > 0 ? ` (+${surge} while rolling)` : ''} × ${inputs.replicaMemoryMb} MiB limits${inputs.sidecarMemoryMb ? ' + balancer and quota store' : ''} + monitoring + OS)`,
       cpu: `max(${inputs.profile} floor ${floor.cpuCores}, ${inputs.replicas} × ${inputs.replicaCpus} cpus${inputs.monitoring ? ' + 1 for monitoring' : ''})`,
       disk: `max(${inputs.profile} floor ${bytes(floor.diskFreeBytes)}, model + images + Prometheus retention + logs)`,
     },

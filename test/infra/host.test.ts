@@ -74,6 +74,15 @@ describe('capacity', () => {
     expect(small.table).toMatch(/memory +16\.0 GiB +15\.0 GiB +SHORT/);
   });
 
+  it('counts the successors that run beside the old replicas during a roll, and the balancer and quota store', () => {
+    const rolling = { ...PROD, surgeReplicas: 2, sidecarMemoryMb: 384 };
+    const memory = evaluateCapacity(rolling, BIG).rows.find((r) => r.resource === 'memory')!;
+    // 4 × 6 GiB + 384 MiB + 2.5 GiB monitoring + 128 MiB node-exporter + 1 GiB bench + 1 GiB OS
+    expect(memory.need).toBe('29.0 GiB');
+    expect(memory.why).toContain('2 (+2 while rolling) × 6144 MiB limits + balancer and quota store');
+    expect(evaluateCapacity(rolling, { ...BIG, memoryBytes: 24 * GiB }).ok).toBe(false);
+  });
+
   it('derives needs from the replicas, the model and monitoring when they exceed the floor', () => {
     const report = evaluateCapacity(PROD, BIG);
     expect(report.ok).toBe(true);

@@ -150,7 +150,7 @@ describe('local', () => {
           gpus: [],
         },
       }),
-    ).rejects.toThrow(/host is undersized for profile prod:[\s\S]*memory +16\.6 GiB +8\.0 GiB +SHORT/);
+    ).rejects.toThrow(/host is undersized for profile prod:[\s\S]*memory +29\.0 GiB +8\.0 GiB +SHORT/);
   });
 });
 
