@@ -17,11 +17,17 @@ VENV="$CACHE/venv-schemathesis"
 REQ=test/contract/requirements.txt
 # A fixed seed: a failure in CI replays locally with the same cases.
 SEED="${CONTRACT_SEED:-1}"
-# Cases per operation: about 3800 requests, 50-60 s on 2 cores with the bundled model (100 took 10 s but missed
-# a bug that 400 found).
+# The run is bounded by cases, not by wall time: at most MAX_EXAMPLES generated cases per API operation (the
+# --max-examples of schemathesis 4, per operation and phase), so a slow or loaded machine takes longer but runs
+# the same cases and passes the same way. 1000 is about 3800 requests, 50-60 s on 2 idle cores with the bundled
+# model (100 took 10 s but missed a bug that 400 found).
 MAX_EXAMPLES="${CONTRACT_MAX_EXAMPLES:-1000}"
 STARTUP_TIMEOUT_S=120 # seconds for the engine to load and the server to listen
-RUN_TIMEOUT_S=300     # 5 minutes: a hung request or server fails the run instead of holding up CI
+# No wall-time limit on the run: a hung request fails on its own --request-timeout, and a run in which no request
+# completes for STALL_TIMEOUT_S (a hung server or client) is stopped, however long the run as a whole takes.
+REQUEST_TIMEOUT_S=60
+STALL_TIMEOUT_S="${CONTRACT_STALL_TIMEOUT_S:-180}"
+PROGRESS_EVERY=100    # a progress line every this many requests (and at each new operation)
 STOP_TIMEOUT_S=15     # seconds for the server to drain on SIGTERM before it is killed
 
 # --- venv ----------------------------------------------------------------------------------------------------
@@ -39,6 +45,7 @@ fi
 # --- server --------------------------------------------------------------------------------------------------
 WORK="$(mktemp -d)"
 server_pid=""
+st_pid=""
 
 stop_server() {
   [ -n "$server_pid" ] || return 0
@@ -54,6 +61,7 @@ stop_server() {
 
 on_exit() {
   local status=$?
+  if [ -n "${st_pid:-}" ]; then kill -TERM "$st_pid" 2>/dev/null || true; fi
   stop_server
   if [ "$status" -ne 0 ] && [ -s "$WORK/server.log" ]; then
     echo "--- server log (last 40 lines) ---" >&2
@@ -139,6 +147,8 @@ PY
 # so these examples make every run validate a JSON and a streamed 200 of both generation endpoints.
 cat >"$WORK/contract_hooks.py" <<'PY'
 import os
+import sys
+import time
 
 import schemathesis
 
@@ -190,6 +200,34 @@ def before_load_schema(ctx, raw_schema):
                     properties["model"]["enum"] = MODELS
                 if url in EXAMPLES:
                     media["examples"] = {name: {"value": value} for name, value in EXAMPLES[url].items()}
+
+
+# Progress: schemathesis prints nothing until an operation's phase ends when its output is not a terminal (CI),
+# so a slow run looked hung. A line on stderr at each new operation and every CONTRACT_PROGRESS_EVERY requests,
+# and the time of the last completed request in CONTRACT_PROGRESS_FILE, which the script's stall watchdog reads.
+PROGRESS_FILE = os.environ["CONTRACT_PROGRESS_FILE"]
+PROGRESS_EVERY = int(os.environ["CONTRACT_PROGRESS_EVERY"])
+_progress = {"calls": 0, "label": None, "own": 0, "started": time.monotonic()}
+
+
+@schemathesis.hook
+def after_call(ctx, case, response):
+    _progress["calls"] += 1
+    label = case.operation.label
+    if label != _progress["label"]:
+        _progress["label"] = label
+        _progress["own"] = 0
+        _say(f"now {label}")
+    _progress["own"] += 1
+    if _progress["calls"] % PROGRESS_EVERY == 0:
+        _say(f"{label}: {_progress['own']} requests")
+    with open(PROGRESS_FILE, "w") as f:
+        f.write(str(_progress["calls"]))
+
+
+def _say(what):
+    elapsed = time.monotonic() - _progress["started"]
+    print(f"contract: {_progress['calls']} requests, {elapsed:.0f} s; {what}", file=sys.stderr, flush=True)
 PY
 
 # An explicit config file, so a schemathesis.toml found in the repo or a parent cannot change the run; it turns
@@ -206,11 +244,13 @@ TOML
 # --output-sanitize false: otherwise every field named like a token (max_tokens) shows as [Filtered] in the
 # printed curl, which then does not replay. No example database, and hypothesis's other caches in the temporary
 # directory, so runs depend on the seed alone and write nothing into the repository.
-echo "contract: schemathesis against $base (models: $models, seed $SEED, $MAX_EXAMPLES examples)"
-status=0
+echo "contract: schemathesis against $base (models: $models, seed $SEED, at most $MAX_EXAMPLES cases per operation)"
+PROGRESS="$WORK/progress"
+: >"$PROGRESS"
 PYTHONPATH="$WORK" SCHEMATHESIS_HOOKS=contract_hooks CONTRACT_MODEL_IDS="$models" \
+  CONTRACT_PROGRESS_FILE="$PROGRESS" CONTRACT_PROGRESS_EVERY="$PROGRESS_EVERY" \
   HYPOTHESIS_STORAGE_DIRECTORY="$WORK/hypothesis" \
-  timeout "$RUN_TIMEOUT_S" "$VENV/bin/st" --config-file "$WORK/schemathesis.toml" run "$base/openapi.json" \
+  "$VENV/bin/st" --config-file "$WORK/schemathesis.toml" run "$base/openapi.json" \
   --tls-verify "$CA" \
   --header "Authorization: Bearer $TOKEN" \
   --phases examples,coverage,fuzzing \
@@ -219,14 +259,30 @@ PYTHONPATH="$WORK" SCHEMATHESIS_HOOKS=contract_hooks CONTRACT_MODEL_IDS="$models
   --seed "$SEED" \
   --generation-database none \
   --workers 1 \
-  --request-timeout 60 \
+  --request-timeout "$REQUEST_TIMEOUT_S" \
   --continue-on-failure \
   --output-sanitize false \
-  --no-color || status=$?
+  --no-color &
+st_pid=$!
 
-if [ "$status" -eq 124 ]; then
-  echo "contract: schemathesis did not finish within ${RUN_TIMEOUT_S} s" >&2
-fi
+# The stall watchdog: the progress file is rewritten after every request; if it stays untouched for
+# STALL_TIMEOUT_S, schemathesis is stopped and the run fails, saying so.
+stalled=0
+while kill -0 "$st_pid" 2>/dev/null; do
+  sleep 1
+  idle=$(($(date +%s) - $(stat -c %Y "$PROGRESS")))
+  if [ "$idle" -ge "$STALL_TIMEOUT_S" ]; then
+    stalled=1
+    echo "contract: no request completed for ${STALL_TIMEOUT_S} s ($(cat "$PROGRESS" || true) done): stopping schemathesis" >&2
+    kill -TERM "$st_pid" 2>/dev/null || true
+    break
+  fi
+done
+status=0
+wait "$st_pid" || status=$?
+if [ "$stalled" -eq 1 ] && [ "$status" -eq 0 ]; then status=1; fi
+echo "contract: schemathesis finished with status $status after $(cat "$PROGRESS" || true) requests"
+
 # A failure after the headers (an error event in a 200 stream) is no 5xx; the server logs it at error level.
 if grep -E '"level":(50|60)' "$WORK/server.log" >&2; then
   echo "contract: the server logged errors (above) during the run" >&2
