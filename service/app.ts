@@ -198,7 +198,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     aliases: config.models.aliases,
     defaults: config.models.defaults,
     caps: config.limits,
-    stream: { writeStallMs: config.server.writeStallMs, heartbeatMs: config.server.sseHeartbeatMs },
+    stream: {
+      writeStallMs: config.server.writeStallMs,
+      heartbeatMs: config.server.sseHeartbeatMs,
+      bufferBytes: config.server.streamBufferBytes,
+    },
     fingerprint: `fp_${engine.info.graphSha256.slice(0, 12)}`,
     loadedAt: Math.floor(Date.now() / 1000),
   };

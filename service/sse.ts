@@ -12,7 +12,16 @@ export interface SseOptions {
   onStall?: () => void;
   /** After this long without a frame (queued, prefilling), an SSE comment goes out; 0 = never. */
   heartbeatMs?: number;
+  /**
+   * What this response may hold in its own buffers (frames written, not yet taken by the socket) before it
+   * counts as blocked; the socket adds its own 16 KiB. Default 64 KiB.
+   */
+  bufferBytes?: number;
+  /** Told true when the stream blocks (socket full, buffer at its bound) and false when it drains again. */
+  onFlow?: (paused: boolean) => void;
 }
+
+const DEFAULT_BUFFER_BYTES = 65_536;
 
 /** An SSE comment: clients ignore it, proxies see traffic. */
 const HEARTBEAT = ': keep-alive\n\n';
@@ -22,13 +31,15 @@ const HEARTBEAT = ': keep-alive\n\n';
  * raises as APIError), and the final `data: [DONE]`. The body is a stream handed to Fastify, so its hooks
  * (request id, security headers) still apply to the response headers.
  *
- * Backpressure: a write that fills the stream's buffer marks the writer blocked, and `ready()` then waits for
- * the buffer to drain, so the caller stops pulling events while the client is not reading (they wait, small,
- * in the engine's channel instead of as serialized JSON in socket buffers). A client that stays unreadable for
- * `writeStallMs` is cut off: what one connection can pin is bounded by time, not by its generation's size.
+ * Backpressure: the stream's buffer is bounded in bytes (`bufferBytes`, its writable and readable halves
+ * together). A write that reaches the bound marks the writer blocked: `ready()` then waits for the buffer to
+ * drain, so the caller stops pulling events, and `onFlow(true)` pauses the generation itself (the engine parks
+ * its sequences out of the batch), so no tokens pile up upstream either. So one connection holds at most
+ * `bufferBytes` + one frame + the socket's own buffer, whatever its generation's size. Draining resumes it; a
+ * client that stays unreadable for `writeStallMs` is cut off, which cancels the generation.
  */
 export class SseWriter {
-  private readonly body = new PassThrough();
+  private readonly body: PassThrough;
   private ended = false;
   private blocked: Promise<void> | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -38,6 +49,9 @@ export class SseWriter {
     private readonly reply: FastifyReply,
     private readonly options: SseOptions,
   ) {
+    // Writable and readable halves each hold half of the bound before write() says stop.
+    const half = Math.max(1024, Math.floor((options.bufferBytes ?? DEFAULT_BUFFER_BYTES) / 2));
+    this.body = new PassThrough({ highWaterMark: half });
     reply
       .code(200)
       .header('content-type', 'text/event-stream; charset=utf-8')
@@ -95,22 +109,28 @@ export class SseWriter {
     if (frame !== HEARTBEAT) this.wroteSinceBeat = true;
     if (this.body.write(frame) || this.blocked) return;
     const raw = this.reply.raw;
+    // A client already gone is no stall: its 'close' has cancelled the generation, and nothing will drain.
+    if (raw.destroyed) return;
+    this.options.onFlow?.(true);
     this.blocked = new Promise<void>((resolve) => {
-      const settle = () => {
+      const settle = (drained: boolean) => {
         clearTimeout(timer);
-        this.body.off('drain', settle);
-        raw.off('close', settle);
+        this.body.off('drain', onDrain);
+        raw.off('close', onClose);
         this.blocked = undefined;
+        if (drained) this.options.onFlow?.(false);
         resolve();
       };
+      const onDrain = () => settle(true);
+      const onClose = () => settle(false);
       const timer = setTimeout(() => {
         this.options.onStall?.();
         // Destroying the response closes the connection; its 'close' cancels the generation.
         raw.destroy();
-        settle();
+        settle(false);
       }, this.options.writeStallMs);
-      this.body.once('drain', settle);
-      raw.once('close', settle);
+      this.body.once('drain', onDrain);
+      raw.once('close', onClose);
     });
   }
 }

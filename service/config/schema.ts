@@ -28,6 +28,8 @@ export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024; // 16 KiB, Node's default
 export const DEFAULT_SHUTDOWN_GRACE_MS = 30_000; // 30 seconds for in-flight generations before they are aborted
 // A streaming client whose socket stays full this long is gone or hostile: 30 s outlasts any real network stall.
 export const DEFAULT_WRITE_STALL_MS = 30_000;
+/** 64 KiB: what one streamed response may hold in the server's own buffers while its client does not read. */
+export const DEFAULT_STREAM_BUFFER_BYTES = 65_536;
 // Below the common proxy idle timeouts (nginx proxy_read_timeout 60 s, AWS ALB 60 s) with room to spare.
 export const DEFAULT_SSE_HEARTBEAT_MS = 15_000;
 
@@ -130,6 +132,11 @@ const ServerSchema = Type.Object(
     writeStallMs: positiveInteger(
       DEFAULT_WRITE_STALL_MS,
       'A streamed response whose client reads nothing for this long (socket full) is closed and its generation cancelled, in ms.',
+    ),
+    streamBufferBytes: positiveInteger(
+      DEFAULT_STREAM_BUFFER_BYTES,
+      'What one streamed response may buffer in the server before its generation is paused (client not reading), in bytes.',
+      4096,
     ),
     sseHeartbeatMs: positiveInteger(
       DEFAULT_SSE_HEARTBEAT_MS,

@@ -7,6 +7,12 @@ import type { GenerationEvent } from './types.js';
 /** `decodeRows` is the batch size of the decode step that produced the events (0 for prefill and cancels). */
 export type EmitEvents = (batch: [id: number, events: GenerationEvent[]][], decodeRows: number) => void;
 
+/** A sequence out of the batch with its own KV cache (one row): parked while paused, or about to rejoin. */
+interface Parked {
+  seq: Sequence;
+  cache: KvBlock;
+}
+
 /**
  * Continuous batching. Each new sequence is prefilled alone, then joins the running batch; every step runs one
  * `forward` for all running rows; a finished or cancelled row leaves before the next step. When rows are
@@ -17,12 +23,22 @@ export type EmitEvents = (batch: [id: number, events: GenerationEvent[]][], deco
  * a local of `run`), or `rows`. A cancel must reach it in any of them, so every live sequence is also kept by
  * id in `live` until its final event: one cancelled mid-prefill is aborted once its prefill returns, and one
  * that is joining never takes a batch slot.
+ *
+ * Flow control: a paused sequence (its client's socket is full) leaves the batch at the next regroup with its
+ * own row of the KV cache and is `parked`: it decodes nothing, so nothing piles up for a client that does not
+ * read, and its batch row is free for others. Resumed, it rejoins like a freshly prefilled sequence (no prefill
+ * again), ahead of the waiting queue. A cancel ends a parked sequence at once.
  */
 export class BatchScheduler {
   private readonly waiting: Sequence[] = [];
   /** Every sequence submitted and not yet ended (finish or error emitted), wherever it is. */
   private readonly live = new Map<number, Sequence>();
   private rows: Sequence[] = [];
+  /** Ids asked to pause (wherever the sequence is); one in the batch is parked at the next regroup. */
+  private readonly pausing = new Set<number>();
+  private readonly parked = new Map<number, Parked>();
+  /** Parked sequences resumed, waiting for a batch row (before any newcomer). */
+  private resumed: Parked[] = [];
   private cache: KvBlock;
   private pending: [number, GenerationEvent[]][] = [];
   private wake: (() => void) | undefined;
@@ -34,6 +50,8 @@ export class BatchScheduler {
     private readonly emit: EmitEvents,
     /** A sequence left the waiting queue and its prefill starts now (queue-time metrics). */
     private readonly onScheduled: (id: number) => void = () => {},
+    /** A sequence left the batch because it is paused (true), or rejoined it (false). */
+    private readonly onParked: (id: number, parked: boolean) => void = () => {},
   ) {
     this.cache = model.emptyCache(0);
   }
@@ -51,14 +69,32 @@ export class BatchScheduler {
   cancel(id: number): void {
     const seq = this.live.get(id);
     if (!seq) return;
+    this.pausing.delete(id);
     const queued = this.waiting.indexOf(seq);
-    if (queued !== -1) {
-      this.waiting.splice(queued, 1);
+    const resumed = this.resumed.findIndex((r) => r.seq === seq);
+    if (queued !== -1 || this.parked.has(id) || resumed !== -1) {
+      if (queued !== -1) this.waiting.splice(queued, 1);
+      if (resumed !== -1) this.resumed.splice(resumed, 1);
+      this.parked.delete(id);
       this.live.delete(id);
       this.emit([[id, [seq.abort()]]], 0);
       return;
     }
     seq.cancelled = true;
+  }
+
+  /** Stops decoding a sequence until `resume`: it leaves the batch at the next regroup (see the class comment). */
+  pause(id: number): void {
+    if (this.live.has(id)) this.pausing.add(id);
+  }
+
+  resume(id: number): void {
+    this.pausing.delete(id);
+    const parked = this.parked.get(id);
+    if (!parked) return;
+    this.parked.delete(id);
+    this.resumed.push(parked);
+    this.wake?.();
   }
 
   close(): void {
@@ -68,7 +104,7 @@ export class BatchScheduler {
 
   async run(): Promise<void> {
     while (!this.closed) {
-      if (this.rows.length === 0 && this.waiting.length === 0) {
+      if (this.rows.length === 0 && this.waiting.length === 0 && this.resumed.length === 0) {
         await new Promise<void>((resolve) => {
           this.wake = resolve;
         });
@@ -86,14 +122,22 @@ export class BatchScheduler {
 
   private async admit(): Promise<{ seq: Sequence; cache: KvBlock }[]> {
     const joining: { seq: Sequence; cache: KvBlock }[] = [];
+    // Resumed sequences need no prefill: they take free rows first, within the same bound.
+    while (this.resumed.length > 0 && this.rows.length + joining.length < this.maxBatchSize) {
+      const resumed = this.resumed.shift()!;
+      this.onParked(resumed.seq.id, false);
+      joining.push(resumed);
+    }
     const budget = this.rows.length === 0 ? this.maxBatchSize : 1;
+    let prefilled = 0;
     while (
       this.waiting.length > 0 &&
-      joining.length < budget &&
+      prefilled < budget &&
       this.rows.length + joining.length < this.maxBatchSize
     ) {
       const seq = this.waiting.shift()!;
       this.onScheduled(seq.id);
+      prefilled++;
       const cache = await this.prefill(seq);
       if (cache) joining.push({ seq, cache });
       this.flush();
@@ -131,13 +175,20 @@ export class BatchScheduler {
     const staying: { seq: Sequence; source: KvBlock; row: number }[] = [];
     this.rows.forEach((seq, row) => {
       if (seq.cancelled && !seq.finished) this.pending.push([seq.id, [seq.abort()]]);
+      else if (!seq.finished && this.pausing.has(seq.id)) this.park(seq, this.cache, row);
       else if (!seq.finished) staying.push({ seq, source: this.cache, row });
     });
     // Cancelled while a later newcomer was being prefilled: it ends here, without taking a row.
-    const joined = joining.filter(({ seq }) => {
-      if (!seq.cancelled) return true;
-      this.pending.push([seq.id, [seq.abort()]]);
-      return false;
+    const joined = joining.filter(({ seq, cache }) => {
+      if (seq.cancelled) {
+        this.pending.push([seq.id, [seq.abort()]]);
+        return false;
+      }
+      if (this.pausing.has(seq.id)) {
+        this.park(seq, cache, 0);
+        return false;
+      }
+      return true;
     });
     if (staying.length === this.rows.length && joined.length === 0) return;
     const next = [...staying, ...joined.map(({ seq, cache }) => ({ seq, source: cache, row: 0 }))];
@@ -153,6 +204,22 @@ export class BatchScheduler {
             this.model.headDim,
             this.model.allocKv,
           );
+  }
+
+  /** Moves a paused sequence out of the batch with a copy of its own cache row (its last `cached` positions). */
+  private park(seq: Sequence, source: KvBlock, row: number): void {
+    const cache =
+      source.batch === 1 && source.length === seq.cached
+        ? source
+        : gatherRows(
+            [{ source, row, keep: seq.cached }],
+            seq.cached,
+            this.model.numKeyValueHeads,
+            this.model.headDim,
+            this.model.allocKv,
+          );
+    this.parked.set(seq.id, { seq, cache });
+    this.onParked(seq.id, true);
   }
 
   /** Runs one batched step; returns how many rows it decoded. */
@@ -199,7 +266,7 @@ export class BatchScheduler {
     this.emit(batch, decodeRows);
   }
 
-  stats(): { running: number; waiting: number } {
-    return { running: this.rows.length, waiting: this.waiting.length };
+  stats(): { running: number; waiting: number; paused: number } {
+    return { running: this.rows.length, waiting: this.waiting.length, paused: this.parked.size };
   }
 }

@@ -2,6 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { type ChatMessage, ChatTemplate } from './chat-template.js';
 import { EngineError, EngineOverloadedError } from './errors.js';
 import { EventChannel } from './event-channel.js';
+import type { FlowValve } from './flow.js';
 import { eosTokenIds, loadModelFiles } from './model-files.js';
 import { TextTokenizer } from './tokenizer.js';
 import type { EngineStats, GenerationEvent, GenerationRequest, ModelInfo, SamplingParams } from './types.js';
@@ -31,6 +32,8 @@ export const ENGINE_DEFAULTS = {
 export interface SubmitHooks {
   /** The sequence left the queue: its prefill starts (time in queue ends here). */
   onScheduled?: () => void;
+  /** Flow control: while paused, the sequence is taken out of the batch and decodes nothing. */
+  flow?: FlowValve;
 }
 
 interface Pending {
@@ -40,6 +43,8 @@ interface Pending {
   hooks: SubmitHooks;
   /** Set when the caller cancels: tokens already on their way from the worker are dropped, not delivered. */
   cancelled: boolean;
+  /** The worker reports it parked out of the batch (paused by its flow valve). */
+  parked: boolean;
   detach: () => void;
 }
 
@@ -64,8 +69,11 @@ function checkParams(p: SamplingParams): void {
  */
 export class Engine {
   private readonly pending = new Map<number, Pending>();
-  /** Decode steps so far and the rows they covered: decodedRows / decodeSteps is the mean batch size. */
-  readonly counters = { decodeSteps: 0, decodedRows: 0, maxDecodeBatch: 0 };
+  /**
+   * Decode steps so far and the rows they covered (decodedRows / decodeSteps is the mean batch size), and how
+   * often a sequence was parked out of the batch because its client was not reading.
+   */
+  readonly counters = { decodeSteps: 0, decodedRows: 0, maxDecodeBatch: 0, parks: 0 };
   private readonly decodeStepListeners = new Set<(rows: number) => void>();
   private nextId = 1;
   private failure: string | undefined;
@@ -164,6 +172,13 @@ export class Engine {
     return Math.max(0, this.maxBatchSize + this.maxQueue - this.pending.size);
   }
 
+  /** Generations the worker has parked out of the batch because their client is not reading. */
+  get pausedCount(): number {
+    let paused = 0;
+    for (const p of this.pending.values()) if (p.parked) paused++;
+    return paused;
+  }
+
   stats(): EngineStats {
     let running = 0;
     for (const p of this.pending.values()) if (p.started) running++;
@@ -205,14 +220,22 @@ export class Engine {
     const channel = new EventChannel<GenerationEvent>(cancel);
     const onAbort = () => cancel();
     signal?.addEventListener('abort', onAbort, { once: true });
+    const unsubscribe = hooks.flow?.subscribe((paused) => {
+      if (this.pending.has(id)) this.post({ type: paused ? 'pause' : 'resume', id });
+    });
     this.pending.set(id, {
       channel,
       started: false,
       hooks,
       cancelled: false,
-      detach: () => signal?.removeEventListener('abort', onAbort),
+      parked: false,
+      detach: () => {
+        signal?.removeEventListener('abort', onAbort);
+        unsubscribe?.();
+      },
     });
     this.post({ type: 'submit', id, request });
+    if (hooks.flow?.paused) this.post({ type: 'pause', id });
     if (signal?.aborted) cancel();
     return channel;
   }
@@ -241,6 +264,12 @@ export class Engine {
         p.started = true;
         p.hooks.onScheduled?.();
       }
+      return;
+    }
+    if (msg.type === 'parked') {
+      const p = this.pending.get(msg.id);
+      if (p) p.parked = msg.parked;
+      if (msg.parked) this.counters.parks++;
       return;
     }
     if (msg.type !== 'events') return;

@@ -23,6 +23,9 @@ export interface WorkerInit {
 export type ToWorker =
   | { type: 'submit'; id: number; request: GenerationRequest }
   | { type: 'cancel'; id: number }
+  /** Flow control: stop decoding this sequence (its client is not reading) / carry on. */
+  | { type: 'pause'; id: number }
+  | { type: 'resume'; id: number }
   | { type: 'close' };
 
 export interface LoadedShape {
@@ -36,6 +39,8 @@ export type FromWorker =
   | { type: 'ready'; shape: LoadedShape }
   | { type: 'init-error'; code: string; message: string }
   | { type: 'scheduled'; id: number }
+  /** The sequence left the batch, paused (parked: true), or rejoined it (false). */
+  | { type: 'parked'; id: number; parked: boolean }
   | { type: 'events'; batch: [number, GenerationEvent[]][]; decodeRows: number };
 
 const port = parentPort!;
@@ -66,10 +71,13 @@ async function start(): Promise<void> {
     init.maxBatchSize,
     (batch, decodeRows) => port.postMessage({ type: 'events', batch, decodeRows } satisfies FromWorker),
     (id) => port.postMessage({ type: 'scheduled', id } satisfies FromWorker),
+    (id, parked) => port.postMessage({ type: 'parked', id, parked } satisfies FromWorker),
   );
   port.on('message', (msg: ToWorker) => {
     if (msg.type === 'submit') scheduler.submit(new Sequence(msg.id, msg.request, tokenizer, limits));
     else if (msg.type === 'cancel') scheduler.cancel(msg.id);
+    else if (msg.type === 'pause') scheduler.pause(msg.id);
+    else if (msg.type === 'resume') scheduler.resume(msg.id);
     else if (msg.type === 'close') scheduler.close();
   });
   const shape: LoadedShape = {

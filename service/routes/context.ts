@@ -30,8 +30,11 @@ export interface RouteContext {
     maxPromptTokens?: number | undefined;
     retryAfterSeconds: number;
   };
-  /** Streamed responses: a client whose socket stays full this long is cut off (server.writeStallMs). */
-  stream: { writeStallMs: number; heartbeatMs: number };
+  /**
+   * Streamed responses: what one may buffer before its generation is paused (server.streamBufferBytes), and
+   * how long its socket may stay full before it is cut off (server.writeStallMs).
+   */
+  stream: { writeStallMs: number; heartbeatMs: number; bufferBytes: number };
   /** Identifies the model build and server version in responses (OpenAI's system_fingerprint). */
   fingerprint: string;
   /** Unix seconds the model was loaded (the `created` of /v1/models). */

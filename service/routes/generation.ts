@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { EventChannel } from '../engine/event-channel.js';
+import { FlowValve } from '../engine/flow.js';
 import type { SamplingParams } from '../engine/types.js';
 import { observeGeneration } from '../observability/generation-observer.js';
 import { logCompletion } from '../observability/logging.js';
@@ -22,6 +23,8 @@ export interface Generation {
   promptTokens: number;
   /** Aborted when the client goes away: the handler then stops writing. */
   disconnected: AbortSignal;
+  /** Pauses every sequence of the request while set (the client's socket is full); see openStream. */
+  flow: FlowValve;
   /** OpenAI's usage object as of now (final once the updates are drained). */
   usage(): { prompt_tokens: number; completion_tokens: number; total_tokens: number };
 }
@@ -54,6 +57,7 @@ export async function startGeneration(
   reply.raw.on('close', () => {
     if (!reply.raw.writableFinished) disconnected.abort();
   });
+  const flow = new FlowValve();
   const started: Choices[] = [];
   const observers = plans.map(() =>
     ctx.metrics ? observeGeneration(ctx.metrics, { model, choices: n }) : undefined,
@@ -64,6 +68,7 @@ export async function startGeneration(
       started.push(
         startChoices(ctx.engine, promptIds, params, n, disconnected.signal, ctx.caps.retryAfterSeconds, {
           onScheduled: () => observer?.onScheduled(),
+          flow,
         }),
       );
     });
@@ -130,6 +135,7 @@ export async function startGeneration(
     totals,
     promptTokens,
     disconnected: disconnected.signal,
+    flow,
     usage: () => ({
       prompt_tokens: promptTokens,
       completion_tokens: totals.completionTokens,

@@ -129,3 +129,103 @@ describe('BatchScheduler cancel before the first token', () => {
     expect(events.get(2)!.filter((e) => e.type === 'token')).toHaveLength(30);
   });
 });
+
+describe('BatchScheduler flow control (pause / resume)', () => {
+  const limits = { contextLength: 512, eosTokenIds: new Set<number>() };
+  const long = params({ maxTokens: 30, ignoreEos: true });
+  const sequence = (id: number, prompt: string) =>
+    new Sequence(id, { promptIds: tokenizer.encode(prompt, false), params: long }, tokenizer, limits);
+  const tokens = (events: GenerationEvent[]) =>
+    events.flatMap((e) => (e.type === 'token' ? [e.tokenId] : []));
+
+  /**
+   * Runs A (id 1) and B (id 2) together; `act` sees every emitted batch and may pause, resume or cancel.
+   * Returns each id's events, with the decode batch size of the step that produced them.
+   */
+  async function run(
+    act: (scheduler: BatchScheduler, events: Map<number, GenerationEvent[]>, decodeRows: number) => void,
+  ) {
+    const events = new Map<number, GenerationEvent[]>();
+    const rowsOfA: number[] = [];
+    const parkedLog: [number, boolean][] = [];
+    let finished = 0;
+    const scheduler: BatchScheduler = new BatchScheduler(
+      model,
+      4,
+      (batch, decodeRows) => {
+        for (const [id, list] of batch) {
+          events.set(id, [...(events.get(id) ?? []), ...list]);
+          if (id === 1 && decodeRows > 0) rowsOfA.push(decodeRows);
+          for (const e of list) if (e.type !== 'token' && ++finished === 2) scheduler.close();
+        }
+        act(scheduler, events, decodeRows);
+      },
+      () => {},
+      (id, parked) => parkedLog.push([id, parked]),
+    );
+    scheduler.submit(sequence(1, 'In the beginning'));
+    scheduler.submit(sequence(2, 'And God said'));
+    await scheduler.run();
+    return { events, rowsOfA, parkedLog, scheduler };
+  }
+
+  it('a paused sequence leaves the batch, decodes nothing, and resumes with the same tokens', async () => {
+    const reference = await run(() => {});
+    let pausedAt = -1;
+    let resumed = false;
+    let decodedWhilePaused = 0;
+    const { events, parkedLog } = await run((scheduler, all, decodeRows) => {
+      const ofA = tokens(all.get(1) ?? []).length;
+      const ofB = tokens(all.get(2) ?? []).length;
+      if (ofA === 5 && pausedAt === -1) {
+        pausedAt = ofB;
+        scheduler.pause(1);
+      } else if (pausedAt !== -1 && !resumed) {
+        if (scheduler.stats().paused === 1 && decodeRows > 0) decodedWhilePaused++;
+        // B decodes on alone for 10 steps, then A carries on where it stopped.
+        if (ofB >= pausedAt + 10) {
+          resumed = true;
+          scheduler.resume(1);
+        }
+      }
+    });
+    expect(resumed).toBe(true);
+    expect(parkedLog).toEqual([
+      [1, true],
+      [1, false],
+    ]);
+    // While parked, A got no tokens: it still has only what it had when paused (+ one step in flight at most).
+    expect(decodedWhilePaused).toBeGreaterThanOrEqual(9);
+    // Its cache row survived the trip out of the batch: greedy decoding gives exactly the unpaused tokens.
+    expect(tokens(events.get(1)!)).toEqual(tokens(reference.events.get(1)!));
+    expect(tokens(events.get(2)!)).toEqual(tokens(reference.events.get(2)!));
+    expect(events.get(1)!.at(-1)).toMatchObject({
+      type: 'finish',
+      finishReason: 'length',
+      completionTokens: 30,
+    });
+  });
+
+  it('a parked sequence that is cancelled ends at once as an abort', async () => {
+    let paused = false;
+    let cancelled = false;
+    let tokensWhenCancelled = -1;
+    const { events, scheduler } = await run((s, all) => {
+      const ofA = tokens(all.get(1) ?? []).length;
+      if (ofA === 3 && !paused) {
+        paused = true;
+        s.pause(1);
+      } else if (paused && !cancelled && s.stats().paused === 1) {
+        cancelled = true;
+        tokensWhenCancelled = ofA;
+        s.cancel(1);
+      }
+    });
+    expect(cancelled).toBe(true);
+    const ofA = events.get(1)!;
+    expect(tokens(ofA)).toHaveLength(tokensWhenCancelled);
+    expect(ofA.at(-1)).toMatchObject({ type: 'finish', finishReason: 'abort' });
+    expect(scheduler.stats().paused).toBe(0);
+    expect(tokens(events.get(2)!)).toHaveLength(30);
+  });
+});

@@ -133,7 +133,7 @@ export async function chatCompletion(
   };
 
   if (body.stream) {
-    const sse = openStream(ctx, request, reply);
+    const sse = openStream(ctx, request, reply, run.flow);
     const includeUsage = body.stream_options?.include_usage === true;
     const chunk = (choices: ChatCompletionChunk['choices']): ChatCompletionChunk => ({
       ...head,

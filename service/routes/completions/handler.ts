@@ -127,7 +127,7 @@ export async function completion(
   const logprobs: (Logprobs | null)[] = Array.from({ length: total }, () =>
     body.logprobs != null ? emptyLogprobs() : null,
   );
-  const sse = body.stream ? openStream(ctx, request, reply) : undefined;
+  const sse = body.stream ? openStream(ctx, request, reply, run.flow) : undefined;
   const includeUsage = body.stream_options?.include_usage === true;
   const send = (choice: Completion['choices'][number]) =>
     sse?.data({ ...head, choices: [choice], ...(includeUsage ? { usage: null } : {}) });

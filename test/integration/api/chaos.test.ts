@@ -236,14 +236,17 @@ describe.skipIf(SKIP_REDIS)('chaos: hostile clients and a Redis that dies twice'
       }
     };
 
-    // A socket with a 4 KiB receive buffer that sends one large streamed request and reads nothing for three
-    // stall periods, then goes away (Node cannot set SO_RCVBUF; loopback autotuning would swallow megabytes).
+    // A socket with a 4 KiB receive buffer (Node cannot set SO_RCVBUF; loopback autotuning would swallow
+    // megabytes) that sends one large streamed request (~6.6 MB of SSE, more than any kernel buffer here) and
+    // reads nothing. It only peeks at the status line: a 200 stays unread until the server has cut a stalled
+    // stream (its log line), a refusal (outage) is left at once.
+    const stallLines = () => serve.stdout().split('read nothing for').length - 1;
     const neverRead = async (i: number) => {
       const body = JSON.stringify({
         model: modelId,
         messages: [{ role: 'user', content: `Continue: In the beginning ${i}` }],
-        max_tokens: 400,
-        n: 4,
+        max_tokens: 480,
+        n: 8,
         logprobs: true,
         top_logprobs: 20,
         stream: true,
@@ -252,21 +255,33 @@ describe.skipIf(SKIP_REDIS)('chaos: hostile clients and a Redis that dies twice'
       const head =
         `POST /v1/chat/completions HTTP/1.1\r\nHost: ${base.host}\r\nContent-Type: application/json\r\n` +
         `Authorization: Bearer ${token}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`;
+      const request = head + body;
       while (!stop) {
         const client = spawn('python3', [
           '-c',
-          'import socket, sys, time\n' +
+          'import socket, sys\n' +
             's = socket.socket()\n' +
             's.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)\n' +
             `s.connect(("127.0.0.1", ${base.port}))\n` +
-            's.sendall(sys.stdin.buffer.read())\n' +
-            `time.sleep(${(3 * WRITE_STALL_MS) / 1000})\n` +
+            's.sendall(sys.stdin.buffer.read(int(sys.argv[1])))\n' +
+            'print(s.recv(12, socket.MSG_PEEK).decode("latin1"), flush=True)\n' +
+            'sys.stdin.buffer.readline()\n' +
             's.close()\n',
+          String(Buffer.byteLength(request)),
         ]);
-        const done = new Promise((resolve) => client.once('exit', resolve));
-        client.stdin.end(head + body);
-        await done;
-        tally.neverRead++;
+        const exited = new Promise((resolve) => client.once('exit', resolve));
+        const status = new Promise<string>((resolve) =>
+          client.stdout.setEncoding('utf8').once('data', (text: string) => resolve(text)),
+        );
+        client.stdin.write(request);
+        const line = await Promise.race([status, exited.then(() => 'exited')]);
+        if (line.startsWith('HTTP/1.1 200')) {
+          const before = stallLines();
+          await until(() => stallLines() > before || stop, 'a never-reading stream to be cut');
+          tally.neverRead++;
+        }
+        client.stdin.end('go\n');
+        await exited;
       }
     };
 

@@ -5,6 +5,7 @@
  * never reads; nothing is mocked.
  */
 import { spawn } from 'node:child_process';
+import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, stopApp, type TestApp } from '../../helpers/app.js';
@@ -83,6 +84,130 @@ describe('SSE backpressure', () => {
       payload: { model: t.engine.info.name, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2 },
     });
     expect(ok.statusCode).toBe(200);
+  });
+});
+
+describe('SSE flow control: a full socket pauses the generation', () => {
+  const BUFFER_BYTES = 16_384;
+  let f: TestApp;
+  let fport: number;
+  const sockets: Socket[] = [];
+  beforeAll(async () => {
+    f = await startApp({
+      CHATMIRROR_SERVER_WRITE_STALL_MS: '3000',
+      CHATMIRROR_SERVER_STREAM_BUFFER_BYTES: String(BUFFER_BYTES),
+    });
+    fport = Number(new URL(await f.app.listen({ host: '127.0.0.1', port: 0 })).port);
+    f.app.server.on('connection', (socket: Socket) => sockets.push(socket));
+  });
+  afterAll(async () => stopApp(f));
+
+  it('parks every choice out of the batch while the client reads nothing, holds the bytes, then cuts it', async () => {
+    const body = JSON.stringify({
+      model: f.engine.info.name,
+      messages: [{ role: 'user', content: 'Continue: In the beginning' }],
+      max_tokens: 480,
+      n: 8,
+      logprobs: true,
+      top_logprobs: 20,
+      stream: true,
+      logit_bias: Object.fromEntries(f.engine.info.eosTokenIds.map((id) => [String(id), -100])),
+    });
+    const { authorization } = await f.auth();
+    const request =
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n` +
+      `Authorization: ${authorization}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    const client = spawn('python3', [
+      '-c',
+      'import socket, sys, time\n' +
+        's = socket.socket()\n' +
+        's.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)\n' +
+        `s.connect(("127.0.0.1", ${fport}))\n` +
+        's.sendall(sys.stdin.buffer.read())\n' +
+        'print("sent", flush=True)\n' +
+        'time.sleep(120)\n',
+    ]);
+    try {
+      client.stdin.end(request);
+      await new Promise((resolve) => client.stdout.once('data', resolve));
+      // The socket fills, the writer blocks, and the worker parks all 8 sequences out of the batch.
+      for (let i = 0; i < 1_000 && f.engine.pausedCount < 8; i++) await sleep(10);
+      expect(f.engine.pausedCount).toBe(8);
+      const socket = sockets.at(-1)!;
+      const steps = f.engine.counters.decodeSteps;
+      const written = socket.bytesWritten;
+      // Parked, nothing decodes and nothing more is handed to the socket, however long the client waits.
+      await sleep(500);
+      expect(f.engine.counters.decodeSteps).toBe(steps);
+      expect(socket.bytesWritten).toBe(written);
+      // What the process holds for this connection: its stream buffer plus the socket's own (the kernel's
+      // send buffer, which loopback autotunes to megabytes, is not the process's memory).
+      expect(socket.writableLength).toBeLessThanOrEqual(BUFFER_BYTES + 65_536);
+      // And the generation stopped long before max_tokens.
+      expect(steps).toBeLessThan(480);
+      // server.writeStallMs later the connection is cut and the parked sequences end.
+      for (let i = 0; i < 1_000 && !socket.destroyed; i++) await sleep(20);
+      expect(socket.destroyed).toBe(true);
+    } finally {
+      client.kill('SIGKILL');
+    }
+    for (let i = 0; i < 400 && f.engine.stats().running + f.engine.stats().waiting > 0; i++) await sleep(10);
+    expect(f.engine.stats()).toEqual({ running: 0, waiting: 0 });
+    expect(f.engine.pausedCount).toBe(0);
+    const scrape = await f.app.inject({ method: 'GET', url: '/metrics', headers: await f.auth() });
+    expect(scrape.body).toMatch(/chatmirror_write_stalls_total 1/);
+  });
+
+  it('a client that reads slowly gets its whole stream: paused while it lags, resumed as it drains', async () => {
+    const body = JSON.stringify({
+      model: f.engine.info.name,
+      messages: [{ role: 'user', content: 'Continue: In the beginning' }],
+      max_tokens: 480,
+      n: 8,
+      logprobs: true,
+      top_logprobs: 20,
+      stream: true,
+      logit_bias: Object.fromEntries(f.engine.info.eosTokenIds.map((id) => [String(id), -100])),
+    });
+    const { authorization } = await f.auth();
+    const request =
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n` +
+      `Connection: close\r\nAuthorization: ${authorization}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    const parksBefore = f.engine.counters.parks;
+    // Reads nothing until told (a line on stdin, sent once the server has parked the generation), then all.
+    const client = spawn('python3', [
+      '-c',
+      'import socket, sys\n' +
+        's = socket.socket()\n' +
+        's.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)\n' +
+        `s.connect(("127.0.0.1", ${fport}))\n` +
+        's.sendall(sys.stdin.buffer.read(int(sys.argv[1])))\n' +
+        'sys.stdin.buffer.readline()\n' +
+        'got = bytearray()\n' +
+        'while True:\n' +
+        '    chunk = s.recv(65536)\n' +
+        '    if not chunk: break\n' +
+        '    got += chunk\n' +
+        'sys.stdout.write(got.decode("utf-8", "replace"))\n',
+      String(Buffer.byteLength(request)),
+    ]);
+    let out = '';
+    client.stdout.setEncoding('utf8').on('data', (text: string) => {
+      out += text;
+    });
+    const exited = new Promise((resolve) => client.once('exit', resolve));
+    client.stdin.write(request);
+    for (let i = 0; i < 1_000 && f.engine.pausedCount < 8; i++) await sleep(10);
+    expect(f.engine.pausedCount).toBe(8);
+    client.stdin.end('go\n');
+    await exited;
+    // The stream outran the client, so the generation was parked at least once, and it still came whole.
+    expect(f.engine.counters.parks).toBeGreaterThan(parksBefore);
+    // (Chunked transfer encoding: frames are matched, not split.)
+    expect(out).toMatch(/^HTTP\/1\.1 200 /);
+    expect(out.match(/"finish_reason":"length"/g)).toHaveLength(8);
+    expect(out).toMatch(/data: \[DONE\]\r?\n/);
+    expect(f.engine.pausedCount).toBe(0);
   });
 });
 
