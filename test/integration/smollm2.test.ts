@@ -1,0 +1,155 @@
+/**
+ * The real model: SmolLM2-135M-Instruct as `bash test/fixtures/models/build.sh smollm2` builds it (not committed).
+ * Skipped with a message when the build is absent; with CHATMIRROR_REAL_MODEL=1 an absent build fails.
+ *
+ * The expectations come from test/fixtures/models/smollm2-reference.json, which the builder writes from the
+ * same model directory with Python `transformers` (tokenizer ids, apply_chat_template) and onnxruntime
+ * (greedy tokens of the fp32 graph).
+ */
+
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ChatMessage } from '../../service/engine/chat-template.js';
+import { Engine } from '../../service/engine/index.js';
+import { collect } from '../helpers/collect.js';
+import { params } from '../helpers/model.js';
+
+interface Reference {
+  tokenizer_json_sha256: string;
+  encodings: { text: string; ids: number[] }[];
+  chats: { messages: ChatMessage[]; add_generation_prompt: boolean; text: string; ids: number[] }[];
+  greedy: {
+    messages: ChatMessage[];
+    prompt_ids: number[];
+    max_new_tokens: number;
+    tokens: number[];
+    text: string;
+  };
+}
+
+const MODEL_DIR =
+  process.env.CHATMIRROR_SMOLLM2_DIR ||
+  join(
+    process.env.CHATMIRROR_CACHE || join(homedir(), '.cache', 'chatmirror'),
+    'models',
+    'smollm2-135m-instruct',
+  );
+const REQUIRED = process.env.CHATMIRROR_REAL_MODEL === '1';
+const BUILT = existsSync(join(MODEL_DIR, 'SHA256SUMS'));
+const EOS = 2; // <|im_end|>
+
+const reference = JSON.parse(
+  readFileSync(new URL('../fixtures/models/smollm2-reference.json', import.meta.url), 'utf8'),
+) as Reference;
+
+if (!BUILT && !REQUIRED) {
+  console.warn(
+    `smollm2.test.ts: skipped, no model at ${MODEL_DIR} (build it: bash test/fixtures/models/build.sh smollm2; ` +
+      'CHATMIRROR_REAL_MODEL=1 makes its absence a failure)',
+  );
+}
+
+describe.runIf(REQUIRED && !BUILT)('SmolLM2-135M-Instruct (required)', () => {
+  it('is built', () => {
+    expect.fail(
+      `CHATMIRROR_REAL_MODEL=1 but ${MODEL_DIR} has no build: run bash test/fixtures/models/build.sh smollm2`,
+    );
+  });
+});
+
+describe.runIf(BUILT)('SmolLM2-135M-Instruct', () => {
+  let engine: Engine;
+
+  beforeAll(async () => {
+    engine = await Engine.load(MODEL_DIR, { maxBatchSize: 4, intraOpThreads: 2 });
+  }, 300_000);
+
+  afterAll(async () => {
+    await engine?.close();
+  });
+
+  it('loads with the shape the GGUF declares', () => {
+    expect(engine.info.modelType).toBe('llama');
+    expect(engine.info.contextLength).toBe(8192);
+    expect(engine.tokenizer.vocabSize).toBe(49152);
+  });
+
+  it('is the build the Python reference was generated from', () => {
+    const sums = readFileSync(join(MODEL_DIR, 'SHA256SUMS'), 'utf8');
+    expect(sums).toContain(`${reference.tokenizer_json_sha256}  tokenizer.json`);
+  });
+
+  describe('tokenizer ids equal Python transformers', () => {
+    it('covers 50 strings: English, code, CJK, emoji, whitespace runs, special tokens', () => {
+      const texts = reference.encodings.map((e) => e.text);
+      expect(texts.length).toBeGreaterThanOrEqual(50);
+      expect(texts.some((t) => /\p{Script=Han}/u.test(t))).toBe(true);
+      expect(texts.some((t) => /\p{Extended_Pictographic}/u.test(t))).toBe(true);
+      expect(texts.some((t) => / {3,}|\t\t|\n\n/.test(t))).toBe(true);
+      expect(texts).toContain('<|im_start|>');
+    });
+
+    it.each(reference.encodings)('$text', ({ text, ids }) => {
+      expect(engine.tokenizer.encode(text, true)).toEqual(ids);
+      expect(engine.tokenizer.decode(ids, false)).toBe(text);
+    });
+  });
+
+  describe('chat template renders as apply_chat_template', () => {
+    it.each(
+      reference.chats.map((c) => ({
+        ...c,
+        label: `${c.messages.map((m) => m.role).join(',')} (add_generation_prompt ${c.add_generation_prompt})`,
+      })),
+    )('$label', ({ messages, add_generation_prompt, text, ids }) => {
+      const rendered = engine.chatTemplate.render(messages, add_generation_prompt);
+      expect(rendered).toBe(text);
+      expect(engine.tokenizer.encode(rendered, false)).toEqual(ids);
+    });
+
+    it('inserts the default system prompt when there is none', () => {
+      expect(engine.chatTemplate.render([{ role: 'user', content: 'Hi' }])).toBe(
+        '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' +
+          '<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n',
+      );
+    });
+  });
+
+  it('answers "What is the capital of France?" with Paris, token for token as onnxruntime (Python)', async () => {
+    const promptIds = engine.encodeChat(reference.greedy.messages);
+    expect(promptIds).toEqual(reference.greedy.prompt_ids);
+    const out = await collect(
+      engine.submit({ promptIds, params: params({ maxTokens: reference.greedy.max_new_tokens }) }),
+    );
+    expect(out.error).toBeUndefined();
+    expect(out.text).toContain('Paris');
+    expect(out.text).toBe(reference.greedy.text);
+    // The engine streams the EOS token's id (with empty text) like every other token, as the Python loop keeps it.
+    expect(out.tokens).toEqual(reference.greedy.tokens);
+    expect(out.tokens.at(-1)).toBe(EOS);
+    expect(out.finish?.finishReason).toBe('stop');
+    expect(out.text).not.toContain('<|im_end|>');
+  });
+
+  it('the int8 graph answers Paris too', async () => {
+    const int8 = await Engine.load(MODEL_DIR, {
+      graphFile: 'onnx/model_quantized.onnx',
+      maxBatchSize: 1,
+      intraOpThreads: 2,
+    });
+    try {
+      const out = await collect(
+        int8.submit({
+          promptIds: int8.encodeChat(reference.greedy.messages),
+          params: params({ maxTokens: 32 }),
+        }),
+      );
+      expect(out.error).toBeUndefined();
+      expect(out.text).toContain('Paris');
+    } finally {
+      await int8.close();
+    }
+  }, 300_000);
+});
