@@ -10,6 +10,7 @@
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { Value, ValueErrorType } from '@sinclair/typebox/value';
 import { cidrProblem, describeAllowed } from '../service/config/describe.js';
+import { webhookUrlProblem } from './render/alertmanager.js';
 import { tableNameProblem } from './render/nftables.js';
 
 export const PROJECT = 'chatmirror';
@@ -373,7 +374,10 @@ const AlertThresholdsSchema = Type.Object(
 
 const MonitoringSchema = Type.Object(
   {
-    enabled: Type.Boolean({ default: true, description: 'Run Prometheus, node-exporter and Grafana.' }),
+    enabled: Type.Boolean({
+      default: true,
+      description: 'Run Prometheus, node-exporter, Alertmanager and Grafana.',
+    }),
     grafana: Type.Boolean({
       default: true,
       description:
@@ -396,6 +400,13 @@ const MonitoringSchema = Type.Object(
       description: 'Keep the Prometheus and Grafana data volumes on destroy (history survives a rebuild).',
     }),
     alerts: AlertThresholdsSchema,
+    alertWebhookUrl: Type.Optional(
+      Type.String({
+        pattern: '^https?://\\S+$',
+        description:
+          'Where Alertmanager sends firing and resolved alerts (its webhook JSON, http or https); unset: nowhere (the null receiver; alerts are still listed by Alertmanager and Prometheus).',
+      }),
+    ),
   },
   { additionalProperties: false, default: {} },
 );
@@ -799,6 +810,11 @@ function crossFieldIssues(config: StackConfig): StackConfigIssue[] {
   if (tls.dnsNames.length === 0 && tls.ipAddresses.length === 0)
     add(['tls', 'dnsNames'], [], 'the certificate needs at least one DNS name or IP address');
 
+  if (monitoring.alertWebhookUrl !== undefined) {
+    const problem = webhookUrlProblem(monitoring.alertWebhookUrl);
+    // Not echoed back: a webhook URL often carries a token in its path.
+    if (problem !== undefined) add(['monitoring', 'alertWebhookUrl'], undefined, problem);
+  }
   if (monitoring.enabled) {
     if (config.metricsToken === undefined)
       add(

@@ -1,14 +1,16 @@
 /**
  * Monitoring: Prometheus (scrape config and alert rules rendered by render/, TSDB on a volume with retention by
  * time and size), node-exporter (host metrics plus the textfile collector the certificate and benchmark series
- * land in) and Grafana (provisioned datasource and the dashboards from monitoring/, admin password from a secret
- * file, data on a volume). All three share the private network with the service; Prometheus and Grafana are
- * published on the admin addresses only, node-exporter not at all.
+ * land in), Alertmanager (alertmanager.ts: where Prometheus sends the alerts it fires) and Grafana (provisioned
+ * datasource and the dashboards from monitoring/, admin password from a secret file, data on a volume). All share
+ * the private network with the service; Prometheus and Grafana are published on the admin addresses only,
+ * node-exporter and Alertmanager not at all.
  */
 import { createHash } from 'node:crypto';
 import type * as docker from '@pulumi/docker';
 import * as dockerProvider from '@pulumi/docker';
 import * as pulumi from '@pulumi/pulumi';
+import { Alertmanager } from './alertmanager.js';
 import type { AlertThresholds } from './config.js';
 import { hardenedContainer } from './hardening.js';
 import { type HostTarget, hostCommand } from './host.js';
@@ -32,7 +34,7 @@ export interface MonitoringArgs {
   provider: docker.Provider;
   network: pulumi.Input<string>;
   /** grafana absent: no Grafana (its files, volume and container are not declared). */
-  images: { prometheus: string; nodeExporter: string; grafana?: string };
+  images: { prometheus: string; nodeExporter: string; alertmanager: string; grafana?: string };
   /** Host directory for Prometheus and Grafana config (sub-directories prometheus/ and grafana/). */
   configDir: string;
   /** The stack's data directory (configDir is inside it): emptied directories up to it go on delete. */
@@ -50,6 +52,8 @@ export interface MonitoringArgs {
   prometheusMemoryMb: number;
   grafanaMemoryMb: number;
   alerts: AlertThresholds;
+  /** monitoring.alertWebhookUrl: where Alertmanager sends alerts; undefined: nowhere (the null receiver). */
+  alertWebhookUrl?: string | undefined;
   benchmarks: boolean;
   /** `name:8443` of each service replica. */
   serviceTargets: string[];
@@ -70,6 +74,7 @@ export interface MonitoringArgs {
 export class Monitoring extends pulumi.ComponentResource {
   readonly prometheusConfig: string;
   readonly alertRules: string;
+  readonly alertmanager: Alertmanager;
   readonly containers: dockerProvider.Container[];
 
   constructor(name: string, args: MonitoringArgs, opts: pulumi.ComponentResourceOptions = {}) {
@@ -90,6 +95,24 @@ export class Monitoring extends pulumi.ComponentResource {
     const prometheusName = `${prefix}-prometheus`;
     const grafanaName = `${prefix}-grafana`;
 
+    this.alertmanager = new Alertmanager(
+      'alertmanager',
+      {
+        stack: args.stack,
+        target: args.target,
+        provider: args.provider,
+        image: args.images.alertmanager,
+        network: args.network,
+        configDir: `${args.configDir}/alertmanager`,
+        dataDir: args.dataDir,
+        group: args.group,
+        webhookUrl: args.alertWebhookUrl,
+        logMaxSizeMb: args.logMaxSizeMb,
+        logMaxFiles: args.logMaxFiles,
+        retainData: args.retainData,
+      },
+      parent,
+    );
     this.prometheusConfig = renderPrometheusConfig({
       stack: args.stack,
       scrapeIntervalSeconds: args.scrapeIntervalSeconds,
@@ -99,6 +122,7 @@ export class Monitoring extends pulumi.ComponentResource {
       tokenFile: '/etc/prometheus/secrets/metrics-token',
       ruleFiles: ['/etc/prometheus/rules/*.yml'],
       nodeExporterTarget: `${nodeExporterName}:${NODE_EXPORTER_PORT}`,
+      alertmanagerTargets: [this.alertmanager.address],
     });
     this.alertRules = renderAlertRules(args.alerts, {
       benchmarks: args.benchmarks,
@@ -222,7 +246,11 @@ export class Monitoring extends pulumi.ComponentResource {
           { label: 'chatmirror.config-sha256', value: sha256Label(this.prometheusConfig + this.alertRules) },
         ],
       },
-      { ...onHost, deleteBeforeReplace: true, dependsOn: [prometheusFiles, nodeExporter, ...firewall] },
+      {
+        ...onHost,
+        deleteBeforeReplace: true,
+        dependsOn: [prometheusFiles, nodeExporter, this.alertmanager.container, ...firewall],
+      },
     );
     this.containers = [nodeExporter, prometheus];
     // Grafana only with an image: Debian has no package of it, so the offline image build cannot make one.
@@ -340,6 +368,7 @@ export class Monitoring extends pulumi.ComponentResource {
 
       this.containers.push(grafana);
     }
+    this.containers.push(this.alertmanager.container);
     this.registerOutputs({ prometheusConfig: this.prometheusConfig, alertRules: this.alertRules });
   }
 }

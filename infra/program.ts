@@ -23,7 +23,7 @@ import type { HostFacts } from './render/capacity.js';
 import { MiB } from './render/capacity.js';
 import { containerFeatures } from './render/daemon.js';
 import type { DashboardFile } from './render/grafana.js';
-import { type ApiKeyEntry, renderServiceConfig } from './render/service-config.js';
+import { type ApiKeyEntry, renderRedisPasswordFile, renderServiceConfig } from './render/service-config.js';
 import type { SshTarget } from './render/ssh.js';
 import { certificateSans, renderCertificateTextfile, SERVICE_ALIAS } from './render/tls.js';
 import { ServingContainer } from './serving-container.js';
@@ -112,7 +112,7 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
   const balanced = cfg.serving.replicas > 1;
   const needed: ImageName[] = [
     'service',
-    ...(cfg.monitoring.enabled ? (['prometheus', 'nodeExporter'] as const) : []),
+    ...(cfg.monitoring.enabled ? (['prometheus', 'nodeExporter', 'alertmanager'] as const) : []),
     ...(grafanaOn ? (['grafana'] as const) : []),
     ...(balanced ? (['haproxy', 'redis'] as const) : []),
   ];
@@ -223,11 +223,7 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
     ...(balanced
       ? {
           behindBalancer: true,
-          quotaStore: {
-            host: quotaStoreHost(stack),
-            port: REDIS_PORT,
-            password: cfg.quotaStorePassword ?? '',
-          },
+          quotaStore: { host: quotaStoreHost(stack), port: REDIS_PORT },
         }
       : {}),
   });
@@ -245,6 +241,16 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
       { name: 'tls/server.key', content: tls.keyPem, mode: '0640' },
       { name: 'tls/ca.crt', content: tls.caCertPem, mode: '0640' },
       ...(jwks === undefined ? [] : [{ name: 'jwks.json', content: jwks, mode: '0640' }]),
+      // The quota store's password: a file of its own (quotas.redisPasswordFile), not inside config.yaml.
+      ...(balanced
+        ? [
+            {
+              name: 'secrets/redis-password',
+              content: pulumi.secret(renderRedisPasswordFile(cfg.quotaStorePassword ?? '')),
+              mode: '0640',
+            },
+          ]
+        : []),
     ],
   });
 
@@ -326,6 +332,8 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
     restartTriggers: createHash('sha256')
       .update(serviceConfig)
       .update(jwks ?? '')
+      // A new quota store password is read only at start-up (a hash of 24+ random characters: not reversible).
+      .update(balanced ? (cfg.quotaStorePassword ?? '') : '')
       .digest('hex')
       .slice(0, 16),
     provider,
@@ -393,6 +401,7 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
         images: {
           prometheus: images.prometheus!.ref,
           nodeExporter: images.nodeExporter!.ref,
+          alertmanager: images.alertmanager!.ref,
           ...(images.grafana === undefined ? {} : { grafana: images.grafana.ref }),
         },
         configDir: dirs.monitoring,
@@ -408,6 +417,7 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
         prometheusMemoryMb: cfg.monitoring.prometheusMemoryMb,
         grafanaMemoryMb: cfg.monitoring.grafanaMemoryMb,
         alerts: cfg.monitoring.alerts,
+        alertWebhookUrl: cfg.monitoring.alertWebhookUrl,
         benchmarks: cfg.benchmarks.enabled,
         serviceTargets: serving.targets,
         caCertPem: tls.caCertPem,
@@ -424,6 +434,7 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
         dependsOn: [
           images.prometheus!,
           images.nodeExporter!,
+          images.alertmanager!,
           ...(images.grafana === undefined ? [] : [images.grafana]),
           certMetric,
           network,

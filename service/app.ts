@@ -70,7 +70,11 @@ declare module 'fastify' {
 async function createQuotaStore(config: ServiceConfig, health: StoreHealth): Promise<QuotaStore> {
   if (config.quotas.store === 'memory') return new MemoryStore();
   // Connection errors are reported through `health` (one log line per outage), not one per reconnect attempt.
-  return RedisStore.connect(config.quotas.redisUrl!, { health });
+  const { redisUrl, redisPassword } = config.quotas;
+  return RedisStore.connect(redisUrl!, {
+    health,
+    ...(redisPassword === undefined ? {} : { password: redisPassword }),
+  });
 }
 
 /** Quota store failures: counted each, logged once when an outage starts and once when it ends. */

@@ -3,6 +3,7 @@
  * need-vs-have table a preview prints (and fails on, unless capacity.allowUndersized).
  */
 import type { Profile } from '../config.js';
+import { ALERTMANAGER_MEMORY_MB } from './alertmanager.js';
 import { compareApiVersions, type DaemonFacts, MIN_DOCKER_API } from './daemon.js';
 
 export const GiB = 1024 ** 3;
@@ -20,8 +21,9 @@ export const PROFILE_FLOORS: Record<
 };
 
 const OS_RESERVE_BYTES = 1 * GiB; // kernel, page cache for the model files, sshd, dockerd
-const IMAGES_BYTES = 5 * GB; // service + prometheus + node-exporter + grafana, with a layer or two of slack
+const IMAGES_BYTES = 5 * GB; // service + prometheus + node-exporter + alertmanager + grafana, with some slack
 const NODE_EXPORTER_BYTES = 128 * MiB;
+const ALERTMANAGER_BYTES = ALERTMANAGER_MEMORY_MB * MiB;
 /** onnxruntime holds the weights once plus arena buffers and the KV cache; 1.5× the files is a measured floor. */
 const MODEL_MEMORY_FACTOR = 1.5;
 const RUNTIME_OVERHEAD_BYTES = 512 * MiB; // Node, tokenizer, Fastify, per replica
@@ -126,7 +128,8 @@ export function capacityNeeds(inputs: CapacityInputs): CapacityNeeds {
     inputs.monitoring === undefined
       ? 0
       : (inputs.monitoring.prometheusMemoryMb + inputs.monitoring.grafanaMemoryMb) * MiB +
-        NODE_EXPORTER_BYTES;
+        NODE_EXPORTER_BYTES +
+        ALERTMANAGER_BYTES;
   const surge = inputs.surgeReplicas ?? 0;
   const derivedMemory =
     (inputs.replicas + surge) * inputs.replicaMemoryMb * MiB +

@@ -1,4 +1,7 @@
-/** prometheus.yml: the service over HTTPS (CA file, metrics-scoped bearer token file), node-exporter, itself. */
+/**
+ * prometheus.yml: the service over HTTPS (CA file, metrics-scoped bearer token file), node-exporter, itself; the
+ * alerts it fires go to the Alertmanagers given.
+ */
 import { stringify } from 'yaml';
 
 export interface ScrapeConfigOptions {
@@ -13,6 +16,8 @@ export interface ScrapeConfigOptions {
   tokenFile: string;
   ruleFiles: string[];
   nodeExporterTarget: string;
+  /** `host:port` of each Alertmanager (plain HTTP on the private network); none: alerts are only evaluated. */
+  alertmanagerTargets?: string[];
 }
 
 export const PROMETHEUS_CONTAINER_PORT = 9090;
@@ -26,6 +31,15 @@ export function renderPrometheusConfig(o: ScrapeConfigOptions): string {
       evaluation_interval: interval,
       external_labels: { stack: o.stack },
     },
+    ...(o.alertmanagerTargets === undefined || o.alertmanagerTargets.length === 0
+      ? {}
+      : {
+          alerting: {
+            alertmanagers: [
+              { api_version: 'v2', scheme: 'http', static_configs: [{ targets: o.alertmanagerTargets }] },
+            ],
+          },
+        }),
     rule_files: o.ruleFiles,
     scrape_configs: [
       {

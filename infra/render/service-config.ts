@@ -15,6 +15,8 @@ export const SERVICE_PATHS = {
   keyFile: '/etc/chatmirror/tls/server.key',
   caFile: '/etc/chatmirror/tls/ca.crt',
   jwksFile: '/etc/chatmirror/jwks.json',
+  /** The Redis quota store's password (replicas > 1): a secret file of its own, not part of config.yaml. */
+  redisPasswordFile: '/etc/chatmirror/secrets/redis-password',
   modelsDir: '/models',
 } as const;
 
@@ -33,17 +35,25 @@ export interface ServiceConfigInputs {
   /** Subnet of the private network: Prometheus and the benchmark connect from there. */
   privateSubnet: string;
   /**
-   * The shared Redis quota store (replicas > 1): its host on the private network, port and password. The service
-   * reads the password only from quotas.redisUrl, so it is in this file (a secret file, never a command line).
+   * The shared Redis quota store (replicas > 1): its host on the private network and port. The URL carries no
+   * password: the service reads it from SERVICE_PATHS.redisPasswordFile (quotas.redisPasswordFile), a secret file
+   * of its own (renderRedisPasswordFile), so config.yaml holds no secret.
    */
-  quotaStore?: { host: string; port: number; password: string };
+  quotaStore?: { host: string; port: number };
   /** Replicas behind the load balancer: its X-Forwarded-For, from the private network, names the client. */
   behindBalancer?: boolean;
 }
 
-/** `redis://:PASSWORD@host:port/0`; the password's characters are URL-safe (config: quotaStorePassword). */
-export function redisUrl(store: { host: string; port: number; password: string }): string {
-  return `redis://:${encodeURIComponent(store.password)}@${store.host}:${store.port}/0`;
+/** `redis://host:port/0`, without credentials: the password comes from quotas.redisPasswordFile. */
+export function redisUrl(store: { host: string; port: number }): string {
+  return `redis://${store.host}:${store.port}/0`;
+}
+
+/** The content of the password file the service reads (quotas.redisPasswordFile): the password, one line. */
+export function renderRedisPasswordFile(password: string): string {
+  if (!/^\S+$/.test(password))
+    throw new Error('renderRedisPasswordFile: the password must be one word (no spaces or line breaks)');
+  return `${password}\n`;
 }
 
 export function serviceConfigObject(i: ServiceConfigInputs): Record<string, unknown> {
@@ -81,7 +91,12 @@ export function serviceConfigObject(i: ServiceConfigInputs): Record<string, unkn
     quotas:
       i.quotaStore === undefined
         ? { store: 'memory', default: serving.quotas }
-        : { store: 'redis', redisUrl: redisUrl(i.quotaStore), default: serving.quotas },
+        : {
+            store: 'redis',
+            redisUrl: redisUrl(i.quotaStore),
+            redisPasswordFile: SERVICE_PATHS.redisPasswordFile,
+            default: serving.quotas,
+          },
     network: {
       // An allowlist must still let the monitoring and benchmark containers in; they connect from the private net.
       allowlist: serving.allowlist.length === 0 ? [] : [...serving.allowlist, i.privateSubnet],

@@ -95,6 +95,7 @@ export function loadConfig(options: LoadConfigOptions = {}): ServiceConfig {
 
   issues.push(...schemaIssues(config, sourceOf));
   if (issues.length === 0) issues.push(...crossFieldIssues(config as ServiceConfig, sourceOf));
+  if (issues.length === 0) issues.push(...readSecretFiles(config as ServiceConfig, sourceOf));
   if (issues.length > 0) throw new ConfigError(issues);
   return config as ServiceConfig;
 }
@@ -287,6 +288,15 @@ function crossFieldIssues(config: ServiceConfig, sourceOf: (path: string[]) => s
   if (quotas.store === 'redis' && quotas.redisUrl === undefined) {
     add(['quotas', 'redisUrl'], undefined, 'is required when quotas.store is redis');
   }
+  if (quotas.redisUrl !== undefined && quotas.redisPasswordFile !== undefined) {
+    const inUrl = urlPassword(quotas.redisUrl);
+    if (inUrl !== '')
+      add(
+        ['quotas', 'redisUrl'],
+        quotas.redisUrl.replace(`:${inUrl}@`, ':***@'),
+        'must not carry a password when quotas.redisPasswordFile is set (the file holds it)',
+      );
+  }
   for (const list of ['allowlist', 'trustedProxies'] as const) {
     network[list].forEach((cidr, i) => {
       const problem = cidrProblem(cidr);
@@ -351,6 +361,38 @@ function crossFieldIssues(config: ServiceConfig, sourceOf: (path: string[]) => s
     add(['models', 'aliases', models.id], models.id, `alias name is the served model id (models.id)`);
   }
   return issues;
+}
+
+/** The password part of a redis:// URL's userinfo, as written (still percent-encoded); '' when none. */
+function urlPassword(url: string): string {
+  try {
+    return new URL(url).password;
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Reads the secrets that settings name by file, after everything else is valid: `quotas.redisPassword` from
+ * quotas.redisPasswordFile (its first line). An unreadable or empty file is an issue at the setting's key.
+ */
+function readSecretFiles(config: ServiceConfig, sourceOf: (path: string[]) => string): ConfigIssue[] {
+  const { redisPasswordFile } = config.quotas;
+  if (redisPasswordFile === undefined) return [];
+  const path = ['quotas', 'redisPasswordFile'];
+  const issue = (problem: string): ConfigIssue[] => [
+    { path: path.join('.'), value: redisPasswordFile, problem, source: sourceOf(path) },
+  ];
+  let text: string;
+  try {
+    text = readFileSync(redisPasswordFile, 'utf8');
+  } catch (err) {
+    return issue(`cannot read the password file: ${(err as Error).message}`);
+  }
+  const password = (text.split('\n')[0] ?? '').replace(/\r$/, '');
+  if (password === '') return issue('the password file is empty: its first line must hold the password');
+  config.quotas.redisPassword = password;
+  return [];
 }
 
 function describeError(error: ValueError, path: string[]): string {

@@ -371,6 +371,11 @@ const QuotasSchema = Type.Object(
     redisUrl: Type.Optional(
       Type.String({ pattern: '^rediss?://\\S+$', description: 'Needed when store is redis.' }),
     ),
+    redisPasswordFile: Type.Optional(
+      pathString(
+        'File holding the Redis password (its first line), read at start-up; with it, redisUrl must carry no password.',
+      ),
+    ),
     default: Type.Object(
       {
         requestsPerMinute: positiveInteger(
@@ -467,7 +472,11 @@ export const ServiceConfigSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
-export type ServiceConfig = Static<typeof ServiceConfigSchema>;
+/**
+ * What `loadConfig` returns: the settings, plus what it read from the files some of them name
+ * (`quotas.redisPassword`, from quotas.redisPasswordFile; never a setting of its own, so never in a config file).
+ */
+export type ServiceConfig = Static<typeof ServiceConfigSchema> & { quotas: { redisPassword?: string } };
 export type SamplingPreset = Static<typeof SamplingPresetSchema>;
 export type Scope = (typeof SCOPES)[number];
 export type SubjectLimits = Static<typeof SubjectLimitsSchema>;

@@ -190,6 +190,22 @@ describe.runIf(E2E).sequential(`deploy proof: the local stack on the real docker
     expect(rules.output).toMatch(/SUCCESS: \d+ rules found/);
   }, 180_000);
 
+  it('Prometheus sends its alerts to the stack’s Alertmanager, listed as active', async () => {
+    const expected = `http://chatmirror-${E2E_STACK}-alertmanager:9093/api/v2/alerts`;
+    const active = await until('the Alertmanager active in Prometheus', 60_000, async () => {
+      const reply = JSON.parse((await http(`${PROMETHEUS}/api/v1/alertmanagers`)).body) as {
+        data: { activeAlertmanagers: { url: string }[]; droppedAlertmanagers: { url: string }[] };
+      };
+      const urls = reply.data.activeAlertmanagers.map((a) => a.url);
+      return urls.includes(expected) ? reply.data : undefined;
+    });
+    expect(active.activeAlertmanagers.map((a) => a.url)).toEqual([expected]);
+    expect(active.droppedAlertmanagers).toEqual([]);
+    expect((await inspectContainer(`chatmirror-${E2E_STACK}-alertmanager`)).State.Health?.Status).toBe(
+      'healthy',
+    );
+  }, 90_000);
+
   it('a benchmark run, triggered now, lands in the JSON history and in Prometheus', async () => {
     const unitName = `chatmirror-bench-${E2E_STACK}`;
     if (deployment.skipped.some((s) => s.name === 'benchmarks-timer')) {

@@ -45,8 +45,10 @@ async function freePort(): Promise<number> {
   return address.port;
 }
 
-async function startOnce(port: number, dir: string): Promise<ChildProcess> {
+async function startOnce(port: number, dir: string, password?: string): Promise<ChildProcess> {
   const args = ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no'];
+  // A test server only: a real one reads requirepass from a config file, never its command line.
+  if (password !== undefined) args.push('--requirepass', password);
   const child = spawn('redis-server', [...args, '--dir', dir, '--daemonize', 'no'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -85,16 +87,16 @@ async function startOnce(port: number, dir: string): Promise<ChildProcess> {
 
 /**
  * Starts a redis-server on a free port, or on `port` (a restart in place, so clients that hold the old URL
- * reconnect to it).
+ * reconnect to it); with `password`, every client must AUTH with it (the URL carries none).
  */
-export async function startRedis(options: { port?: number } = {}): Promise<TestRedis> {
+export async function startRedis(options: { port?: number; password?: string } = {}): Promise<TestRedis> {
   const dir = await mkdtemp(join(tmpdir(), 'chatmirror-redis-'));
   let lastError: unknown;
   // Another process may take the port between freePort() and redis binding it: try a fresh one.
   for (let attempt = 0; attempt < (options.port === undefined ? PORT_ATTEMPTS : 1); attempt++) {
     const port = options.port ?? (await freePort());
     try {
-      const child = await startOnce(port, dir);
+      const child = await startOnce(port, dir, options.password);
       return { url: `redis://127.0.0.1:${port}`, process: child, dir };
     } catch (err) {
       lastError = err;

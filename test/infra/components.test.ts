@@ -387,7 +387,7 @@ describe('Monitoring', () => {
     'chatmirror:monitoring': { enabled: false },
   }).monitoring.alerts;
 
-  it('runs Prometheus, node-exporter and Grafana, provisioned, with admin ports on admin addresses only', async () => {
+  it('runs Prometheus, node-exporter, Alertmanager and Grafana, provisioned, with admin ports on admin addresses only', async () => {
     const monitoring = new Monitoring('monitoring', {
       stack: 'prod',
       target: REMOTE,
@@ -396,8 +396,10 @@ describe('Monitoring', () => {
       images: {
         prometheus: DIGESTS.prometheus,
         nodeExporter: DIGESTS.nodeExporter,
+        alertmanager: DIGESTS.alertmanager,
         grafana: DIGESTS.grafana,
       },
+      alertWebhookUrl: 'https://hooks.example.com/chatmirror/T0KEN',
       configDir: '/srv/chatmirror/prod/monitoring',
       textfileDir: '/srv/chatmirror/prod/textfile',
       group: 10001,
@@ -440,10 +442,44 @@ describe('Monitoring', () => {
     const nodeExporter = named('chatmirror-prod-node-exporter').inputs;
     expect(nodeExporter.ports).toBeUndefined();
     expect(nodeExporter.command).toContain('--collector.textfile.directory=/textfile');
-    expect(byType('docker:index/volume:Volume').map((v) => v.inputs.name)).toEqual([
-      'chatmirror-prod-prometheus-data',
+    expect(
+      byType('docker:index/volume:Volume')
+        .map((v) => v.inputs.name)
+        .sort(),
+    ).toEqual([
+      'chatmirror-prod-alertmanager-data',
       'chatmirror-prod-grafana-data',
+      'chatmirror-prod-prometheus-data',
     ]);
+    // Alertmanager: hardened, unpublished, its config a secret file; Prometheus sends to it and waits for it.
+    const alertmanager = named('chatmirror-prod-alertmanager');
+    expect(alertmanager.inputs.ports).toBeUndefined();
+    expect(alertmanager.inputs).toMatchObject({
+      image: DIGESTS.alertmanager,
+      user: '65534:10001',
+      readOnly: true,
+      capabilities: { drops: ['ALL'] },
+      securityOpts: ['no-new-privileges:true'],
+      memory: 128,
+      networksAdvanced: [{ name: 'chatmirror-prod', aliases: ['chatmirror-prod-alertmanager'] }],
+      mounts: [
+        {
+          type: 'bind',
+          source: '/srv/chatmirror/prod/monitoring/alertmanager',
+          target: '/etc/alertmanager',
+          readOnly: true,
+        },
+        { type: 'volume', source: 'chatmirror-prod-alertmanager-data', target: '/alertmanager' },
+      ],
+      wait: true,
+    });
+    expect(alertmanager.inputs.command).toContain('--config.file=/etc/alertmanager/alertmanager.yml');
+    expect(alertmanager.options.deleteBeforeReplace).toBe(true);
+    const amFiles = named('alertmanager-files-write');
+    expect(amFiles.secretPaths).toContain('stdin');
+    expect(monitoring.alertmanager.config).toContain('url: https://hooks.example.com/chatmirror/T0KEN');
+    expect(named('chatmirror-prod-prometheus').options.dependencies).toContain(alertmanager.urn);
+    expect(monitoring.prometheusConfig).toContain('- chatmirror-prod-alertmanager:9093');
     const promFiles = named('prometheus-files-write');
     expect(promFiles.secretPaths).toContain('stdin');
     expect(String(promFiles.inputs.stdin)).toContain(

@@ -36,5 +36,6 @@ it('the program entry runs the local stack and exports every promised output', a
   expect(program.capacityReport).toMatch(/^resource +need +have[\s\S]*cpu cores/);
   expect(await resolve(program.containers)).toEqual(['chatmirror-local-0']);
   await mocks.settle();
-  expect(mocks.resources.filter((r) => r.type === 'docker:index/container:Container')).toHaveLength(3);
+  // The replica, Prometheus, node-exporter and Alertmanager.
+  expect(mocks.resources.filter((r) => r.type === 'docker:index/container:Container')).toHaveLength(4);
 }, 120_000);

@@ -10,6 +10,7 @@ export const DIGESTS = {
   prometheus: `docker.io/prom/prometheus@${digest('prometheus')}`,
   nodeExporter: `docker.io/prom/node-exporter@${digest('node-exporter')}`,
   grafana: `docker.io/grafana/grafana@${digest('grafana')}`,
+  alertmanager: `127.0.0.1:5000/chatmirror/alertmanager@${digest('alertmanager')}`,
   haproxy: `127.0.0.1:5000/chatmirror/haproxy@${digest('haproxy')}`,
   redis: `127.0.0.1:5000/chatmirror/redis@${digest('redis')}`,
 };
@@ -19,6 +20,7 @@ export const DIGESTS_FILE = JSON.stringify({
   prometheus: DIGESTS.prometheus,
   'node-exporter': { repository: 'docker.io/prom/node-exporter', digest: digest('node-exporter') },
   grafana: { ref: DIGESTS.grafana },
+  alertmanager: DIGESTS.alertmanager,
   haproxy: DIGESTS.haproxy,
   redis: DIGESTS.redis,
 });

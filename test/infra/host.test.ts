@@ -77,8 +77,9 @@ describe('capacity', () => {
   it('counts the successors that run beside the old replicas during a roll, and the balancer and quota store', () => {
     const rolling = { ...PROD, surgeReplicas: 2, sidecarMemoryMb: 384 };
     const memory = evaluateCapacity(rolling, BIG).rows.find((r) => r.resource === 'memory')!;
-    // 4 × 6 GiB + 384 MiB + 2.5 GiB monitoring + 128 MiB node-exporter + 1 GiB bench + 1 GiB OS
-    expect(memory.need).toBe('29.0 GiB');
+    // 4 × 6 GiB + 384 MiB + 2.5 GiB monitoring + 128 MiB node-exporter + 128 MiB Alertmanager + 1 GiB bench
+    // + 1 GiB OS
+    expect(memory.need).toBe('29.1 GiB');
     expect(memory.why).toContain('2 (+2 while rolling) × 6144 MiB limits + balancer and quota store');
     expect(evaluateCapacity(rolling, { ...BIG, memoryBytes: 24 * GiB }).ok).toBe(false);
   });
@@ -87,7 +88,8 @@ describe('capacity', () => {
     const report = evaluateCapacity(PROD, BIG);
     expect(report.ok).toBe(true);
     const memory = report.rows.find((r) => r.resource === 'memory')!;
-    expect(memory.need).toBe('16.6 GiB'); // 2 × 6 GiB + 2.5 GiB monitoring + 128 MiB node-exporter + 1 GiB bench + 1 GiB OS
+    // 2 × 6 GiB + 2.5 GiB monitoring + 128 MiB node-exporter + 128 MiB Alertmanager + 1 GiB bench + 1 GiB OS
+    expect(memory.need).toBe('16.8 GiB');
     const disk = report.rows.find((r) => r.resource === 'disk free')!;
     expect(disk.need).toBe('50.0 GB');
     expect(

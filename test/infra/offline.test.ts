@@ -29,6 +29,7 @@ it('plans the local stack from a digests file holding only the images the offlin
   const containers = plan.resources.filter((r) => r.type === 'docker:index/container:Container');
   expect(containers.map((c) => c.name).sort()).toEqual([
     'chatmirror-local-0',
+    'chatmirror-local-alertmanager',
     'chatmirror-local-node-exporter',
     'chatmirror-local-prometheus',
   ]);

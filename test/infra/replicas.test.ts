@@ -5,7 +5,7 @@
  * redis-server (Debian's packages), skipped only where they are missing and CI is not set.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -136,6 +136,17 @@ describe('prod: two replicas behind a load balancer', () => {
     );
   });
 
+  it('a new quota store password still rolls the replicas (they read it only at start-up)', async () => {
+    const options = await stackPlanOptions('prod');
+    const changed = await planStack({
+      ...options,
+      config: { ...options.config, 'chatmirror:quotaStorePassword': 'a'.repeat(32) },
+    });
+    const before = replicasOf(prod, 'prod').map((r) => r.inputs.name);
+    const after = replicasOf(changed, 'prod').map((r) => r.inputs.name);
+    for (const [i, name] of after.entries()) expect(name).not.toBe(before[i]);
+  });
+
   it('runs an unpublished, hardened Redis whose password is only in secret files', () => {
     const redis = find(prod, 'chatmirror-prod-redis');
     expect(redis.inputs.ports ?? []).toEqual([]);
@@ -164,13 +175,33 @@ describe('prod: two replicas behind a load balancer', () => {
   it('renders a service config, accepted by the service, that counts quotas in that Redis', () => {
     const files = find(prod, 'service-files-write');
     expect(files.secretPaths).toContain('stdin');
+    const rendered = decodeStdin(files);
+    // The password is a file of its own, mounted read-only with the config (at /etc/chatmirror); no config.yaml
+    // of any stack holds it.
+    expect(rendered['secrets/redis-password']).toBe(`${QUOTA_STORE_PASSWORD}\n`);
+    for (const plan of [prod, local])
+      expect(decodeStdin(find(plan, 'service-files-write'))['config.yaml']).not.toContain(
+        QUOTA_STORE_PASSWORD,
+      );
+    // Loaded as the container sees it: the config's absolute paths moved to a copy of its mount.
     const dir = mkdtempSync(join(tmpdir(), 'chatmirror-replicas-'));
-    writeFileSync(join(dir, 'config.yaml'), decodeStdin(files)['config.yaml']!);
+    mkdirSync(join(dir, 'secrets'));
+    writeFileSync(join(dir, 'secrets/redis-password'), rendered['secrets/redis-password']!);
+    writeFileSync(join(dir, 'config.yaml'), rendered['config.yaml']!.replaceAll('/etc/chatmirror', dir));
     const loaded = loadConfig({ file: join(dir, 'config.yaml'), env: {} });
     expect(loaded.quotas).toMatchObject({
       store: 'redis',
-      redisUrl: `redis://:${QUOTA_STORE_PASSWORD}@chatmirror-prod-redis:6379/0`,
+      redisUrl: 'redis://chatmirror-prod-redis:6379/0',
+      redisPasswordFile: join(dir, 'secrets/redis-password'),
+      redisPassword: QUOTA_STORE_PASSWORD,
       default: { requestsPerMinute: 60, tokensPerMinute: 40000, concurrentRequests: 4 },
+    });
+    const replica = replicasOf(prod, 'prod')[0]!;
+    expect(replica.inputs.mounts).toContainEqual({
+      type: 'bind',
+      source: expect.stringMatching(/\/service$/),
+      target: '/etc/chatmirror',
+      readOnly: true,
     });
     // The balancer's X-Forwarded-For names the client (it comes from the private network only).
     expect(loaded.network.trustedProxies).toEqual(['172.29.0.0/24']);
@@ -254,7 +285,7 @@ describe('the rendered files, checked by the real programs', () => {
       server?.kill('SIGTERM');
     });
 
-    it('refuses clients without the password and serves the service with the URL it was given', async () => {
+    it('refuses clients without the password and serves the service with the URL and password file it was given', async () => {
       const ping = (args: string[]) =>
         spawnSync(
           'redis-cli',
@@ -265,12 +296,16 @@ describe('the rendered files, checked by the real programs', () => {
         ).stdout.trim();
       expect(ping([])).toMatch(/^NOAUTH/);
       expect(ping(['-a', QUOTA_STORE_PASSWORD])).toBe('PONG');
-      // The service's own client, with the redisUrl from the rendered service config (host moved to loopback).
-      const loaded = decodeStdin(find(prod, 'service-files-write'))['config.yaml']!;
+      // The service's own client, with the redisUrl from the rendered service config (host moved to loopback)
+      // and the password from the rendered password file.
+      const rendered = decodeStdin(find(prod, 'service-files-write'));
       const url = /redisUrl: (\S+)/
-        .exec(loaded)![1]!
+        .exec(rendered['config.yaml']!)![1]!
         .replace('chatmirror-prod-redis:6379', `127.0.0.1:${port}`);
-      const store = await RedisStore.connect(url);
+      await expect(RedisStore.connect(url, { onError: () => {} })).rejects.toThrow();
+      const store = await RedisStore.connect(url, {
+        password: rendered['secrets/redis-password']!.trimEnd(),
+      });
       try {
         const result = await store.consume([{ key: 'rpm:qa', limit: 2, windowMs: 60_000, cost: 1 }]);
         expect(result.allowed).toBe(true);

@@ -55,6 +55,7 @@ describe.each(['local', 'staging', 'prod'])('the %s stack', (stack) => {
         'HostFiles',
         'ServingContainer',
         'Monitoring',
+        'Alertmanager',
         ...(stack === 'local' ? [] : ['Firewall', 'Benchmarks']),
         ...(stack === 'prod' ? ['LoadBalancer', 'QuotaStore'] : []),
       ]),
@@ -150,7 +151,7 @@ describe('local', () => {
           gpus: [],
         },
       }),
-    ).rejects.toThrow(/host is undersized for profile prod:[\s\S]*memory +29\.0 GiB +8\.0 GiB +SHORT/);
+    ).rejects.toThrow(/host is undersized for profile prod:[\s\S]*memory +29\.1 GiB +8\.0 GiB +SHORT/);
   });
 });
 
@@ -267,7 +268,7 @@ describe('prod', () => {
         files: { ...options.files, 'images/digests.json': undefined as unknown as string },
       }),
     ).rejects.toThrow(
-      'no image digest for chatmirror:images.service, chatmirror:images.prometheus, chatmirror:images.nodeExporter, chatmirror:images.grafana',
+      'no image digest for chatmirror:images.service, chatmirror:images.prometheus, chatmirror:images.nodeExporter, chatmirror:images.alertmanager, chatmirror:images.grafana',
     );
   });
 });

@@ -27,6 +27,11 @@ export interface RedisStoreOptions {
   keyPrefix?: string;
   commandTimeoutMs?: number;
   connectTimeoutMs?: number;
+  /**
+   * The password (AUTH), kept out of the URL (quotas.redisPasswordFile); the URL must then carry none. A user
+   * name in the URL (Redis ACLs) is sent with it.
+   */
+  password?: string;
   /** Connection errors (Redis restarts, network); the client reconnects by itself. */
   onError?: (err: Error) => void;
   /**
@@ -168,7 +173,10 @@ export class RedisStore implements QuotaStore {
       commandTimeout: options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS,
       connectTimeout: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     };
-    const client = new Redis(url, clientOptions);
+    const client =
+      options.password === undefined
+        ? new Redis(url, clientOptions)
+        : new Redis(withoutUserinfo(url), { ...clientOptions, ...credentials(url, options.password) });
     client.on('error', (err: Error) => options.onError?.(err));
     try {
       await client.connect();
@@ -242,6 +250,21 @@ export class RedisStore implements QuotaStore {
     }
     return (Array.isArray(reply) ? reply : [reply]) as number[];
   }
+}
+
+/** `redis://user@host/0` → `redis://host/0`: ioredis would let the URL's (empty) password win over the option. */
+function withoutUserinfo(url: string): string {
+  const parsed = new URL(url);
+  parsed.username = '';
+  parsed.password = '';
+  return parsed.toString();
+}
+
+function credentials(url: string, password: string): Pick<RedisOptions, 'username' | 'password'> {
+  const { username, password: inUrl } = new URL(url);
+  // Two passwords would leave which one is used to ioredis's merge order: refuse instead of guessing.
+  if (inUrl !== '') throw new Error('RedisStore.connect: a password in the URL and in options.password');
+  return { ...(username === '' ? {} : { username: decodeURIComponent(username) }), password };
 }
 
 function toState(hit: BucketHit, [remaining, resetMs, retry]: number[]): BucketState {

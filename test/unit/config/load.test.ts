@@ -321,3 +321,79 @@ describe('loadConfig errors name the key, the value, what is allowed and the sou
     );
   });
 });
+
+describe('quotas.redisPasswordFile', () => {
+  const PASSWORD = 'pw-from-the-file-0123456789';
+
+  it('reads the password from the file (its first line), relative to the config file', () => {
+    file('redis-password', `${PASSWORD}\r\nignored second line\n`);
+    const name = `${fileCount - 1}-redis-password`;
+    const config = loadConfig({
+      file: file(
+        'redis.yaml',
+        `quotas:\n  store: redis\n  redisUrl: redis://chatmirror-prod-redis:6379/0\n  redisPasswordFile: ${name}\n`,
+      ),
+      env: {},
+    });
+    expect(config.quotas).toMatchObject({
+      store: 'redis',
+      redisUrl: 'redis://chatmirror-prod-redis:6379/0',
+      redisPasswordFile: join(dir, name),
+      redisPassword: PASSWORD,
+    });
+  });
+
+  it('leaves redisPassword unset without the file', () => {
+    const config = loadConfig({
+      env: { CHATMIRROR_QUOTAS_STORE: 'redis', CHATMIRROR_QUOTAS_REDIS_URL: 'redis://h:6379/0' },
+    });
+    expect(config.quotas.redisPassword).toBeUndefined();
+  });
+
+  it('names the key when the file cannot be read or is empty', () => {
+    const missing = join(dir, 'no-such-password');
+    expect(
+      failure({
+        env: {
+          CHATMIRROR_QUOTAS_STORE: 'redis',
+          CHATMIRROR_QUOTAS_REDIS_URL: 'redis://h:6379/0',
+          CHATMIRROR_QUOTAS_REDIS_PASSWORD_FILE: missing,
+        },
+      }),
+    ).toBe(
+      `invalid configuration: quotas.redisPasswordFile: cannot read the password file: ENOENT: no such file or directory, open '${missing}', got ${JSON.stringify(missing)} (env CHATMIRROR_QUOTAS_REDIS_PASSWORD_FILE)`,
+    );
+    expect(
+      failure({
+        env: {
+          CHATMIRROR_QUOTAS_STORE: 'redis',
+          CHATMIRROR_QUOTAS_REDIS_URL: 'redis://h:6379/0',
+          CHATMIRROR_QUOTAS_REDIS_PASSWORD_FILE: file('empty-password', '\n'),
+        },
+      }),
+    ).toContain('quotas.redisPasswordFile: the password file is empty');
+  });
+
+  it('refuses a redisUrl that carries a password as well, without printing it', () => {
+    const message = failure({
+      env: {
+        CHATMIRROR_QUOTAS_STORE: 'redis',
+        CHATMIRROR_QUOTAS_REDIS_URL: 'redis://:hunter2-in-the-url@h:6379/0',
+        CHATMIRROR_QUOTAS_REDIS_PASSWORD_FILE: file('password', `${PASSWORD}\n`),
+      },
+    });
+    expect(message).toContain(
+      'quotas.redisUrl: must not carry a password when quotas.redisPasswordFile is set (the file holds it), got "redis://:***@h:6379/0" (env CHATMIRROR_QUOTAS_REDIS_URL)',
+    );
+    expect(message).not.toContain('hunter2');
+    // A user name (Redis ACLs) is not a password: it stays in the URL.
+    const withUser = loadConfig({
+      env: {
+        CHATMIRROR_QUOTAS_STORE: 'redis',
+        CHATMIRROR_QUOTAS_REDIS_URL: 'redis://quota@h:6379/0',
+        CHATMIRROR_QUOTAS_REDIS_PASSWORD_FILE: file('password', `${PASSWORD}\n`),
+      },
+    });
+    expect(withUser.quotas.redisPassword).toBe(PASSWORD);
+  });
+});
