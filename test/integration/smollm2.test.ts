@@ -27,6 +27,8 @@ interface Reference {
     tokens: number[];
     text: string;
   };
+  parity_new_tokens: number;
+  parity: { kind: 'chat' | 'raw'; prompt: ChatMessage[] | string; prompt_ids: number[]; tokens: number[] }[];
 }
 
 const MODEL_DIR =
@@ -131,6 +133,37 @@ describe.runIf(BUILT)('SmolLM2-135M-Instruct', () => {
     expect(out.tokens.at(-1)).toBe(EOS);
     expect(out.finish?.finishReason).toBe('stop');
     expect(out.text).not.toContain('<|im_end|>');
+  });
+
+  describe(`greedy parity with onnxruntime (Python), ${reference.parity_new_tokens} new tokens`, () => {
+    const cases = reference.parity.map((c) => ({
+      ...c,
+      label: `${c.kind} ${JSON.stringify(typeof c.prompt === 'string' ? c.prompt : c.prompt.at(-1)!.content)}`,
+    }));
+    const run = (promptIds: number[]) =>
+      collect(
+        engine.submit({
+          promptIds,
+          params: params({ maxTokens: reference.parity_new_tokens, ignoreEos: true }),
+        }),
+      );
+
+    it.each(cases)('alone: $label', async ({ kind, prompt, prompt_ids, tokens }) => {
+      const ids =
+        kind === 'chat' ? engine.encodeChat(prompt as ChatMessage[]) : engine.encodeText(prompt as string);
+      expect(ids).toEqual(prompt_ids);
+      const out = await run(prompt_ids);
+      expect(out.error).toBeUndefined();
+      expect(out.tokens).toEqual(tokens);
+    });
+
+    it('batched: every prompt at once, the same tokens as alone', async () => {
+      const outs = await Promise.all(cases.map((c) => run(c.prompt_ids)));
+      outs.forEach((out, i) => {
+        expect(out.error).toBeUndefined();
+        expect(out.tokens, cases[i]!.label).toEqual(cases[i]!.tokens);
+      });
+    });
   });
 
   it('the int8 graph answers Paris too', async () => {
