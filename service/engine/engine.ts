@@ -1,10 +1,11 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { type ChatMessage, ChatTemplate } from './chat-template.js';
 import { EngineError, EngineOverloadedError } from './errors.js';
 import { EventChannel } from './event-channel.js';
 import type { FlowValve } from './flow.js';
 import { eosTokenIds, loadModelFiles } from './model-files.js';
 import { TextTokenizer } from './tokenizer.js';
+import { spawnTypeScriptWorker, TokenizerPool } from './tokenizer-pool.js';
 import type { EngineStats, GenerationEvent, GenerationRequest, ModelInfo, SamplingParams } from './types.js';
 import type { FromWorker, ToWorker, WorkerInit } from './worker.js';
 
@@ -19,6 +20,8 @@ export interface EngineOptions {
   maxQueue?: number;
   /** Lower the usable context below the model's max_position_embeddings (e.g. to bound memory). */
   contextLength?: number;
+  /** Threads that template and tokenize prompts, off the main thread. */
+  tokenizerThreads?: number;
 }
 
 export const ENGINE_DEFAULTS = {
@@ -26,6 +29,7 @@ export const ENGINE_DEFAULTS = {
   intraOpThreads: 0,
   maxBatchSize: 16,
   maxQueue: 64,
+  tokenizerThreads: 1,
 } as const;
 
 /** Callbacks for one generation that cannot travel to the worker inside the request. */
@@ -64,8 +68,10 @@ function checkParams(p: SamplingParams): void {
 }
 
 /**
- * The generation engine as the rest of the service sees it: tokenizer and chat template on the calling thread,
- * inference in a worker thread. `submit` admits or refuses at once and streams events as an async iterator.
+ * The generation engine as the rest of the service sees it: prompts are templated and tokenized by a tokenizer
+ * pool and inference runs in a worker thread, so neither holds the caller's event loop. `submit` admits or
+ * refuses at once and streams events as an async iterator. `tokenizer` (the same tokenizer, on this thread) is
+ * for cheap per-token work and facts such as the vocabulary.
  */
 export class Engine {
   private readonly pending = new Map<number, Pending>();
@@ -84,6 +90,7 @@ export class Engine {
     readonly info: ModelInfo,
     readonly tokenizer: TextTokenizer,
     readonly chatTemplate: ChatTemplate,
+    private readonly prompts: TokenizerPool,
     private readonly maxBatchSize: number,
     private readonly maxQueue: number,
   ) {
@@ -109,7 +116,14 @@ export class Engine {
       contextLength,
       eosTokenIds: eos,
     };
-    const worker = spawnWorker(init);
+    const maxQueue = options.maxQueue ?? ENGINE_DEFAULTS.maxQueue;
+    const prompts = await TokenizerPool.start(
+      { tokenizerJson: files.tokenizerJson, tokenizerConfig: files.tokenizerConfig },
+      options.tokenizerThreads ?? ENGINE_DEFAULTS.tokenizerThreads,
+      // No more prompts in the pool than the engine could take generations.
+      maxBatchSize + maxQueue,
+    );
+    const worker = spawnTypeScriptWorker('./worker', init);
     const shape = await new Promise<Extract<FromWorker, { type: 'ready' }>['shape']>((resolve, reject) => {
       const onMessage = (msg: FromWorker) => {
         if (msg.type === 'ready') resolve(msg.shape);
@@ -120,6 +134,7 @@ export class Engine {
       worker.once('error', reject);
     }).catch(async (err) => {
       await worker.terminate();
+      await prompts.close();
       throw err;
     });
     const info: ModelInfo = {
@@ -133,23 +148,35 @@ export class Engine {
       headDim: shape.headDim,
       graphSha256: files.manifest.get(files.graphFile)!,
     };
-    return new Engine(
-      worker,
-      info,
-      tokenizer,
-      chatTemplate,
-      maxBatchSize,
-      options.maxQueue ?? ENGINE_DEFAULTS.maxQueue,
-    );
+    return new Engine(worker, info, tokenizer, chatTemplate, prompts, maxBatchSize, maxQueue);
   }
 
-  /** Renders messages with the model's chat template and tokenizes the result. */
+  /**
+   * Renders messages with the model's chat template and tokenizes the result, on the calling thread: for
+   * tools and tests. The API uses `tokenizeChat`, which does the same in the tokenizer pool.
+   */
   encodeChat(messages: ChatMessage[]): number[] {
     return this.tokenizer.encode(this.chatTemplate.render(messages, true), false);
   }
 
+  /** Tokenizes a raw prompt (with the tokenizer's BOS, if it has one), on the calling thread; see tokenizeText. */
   encodeText(text: string): number[] {
     return this.tokenizer.encode(text, true);
+  }
+
+  /** encodeChat in the tokenizer pool: the caller's event loop keeps turning however large the prompt. */
+  tokenizeChat(messages: ChatMessage[]): Promise<number[]> {
+    return this.prompts.encodeChat(messages);
+  }
+
+  /** encodeText in the tokenizer pool. */
+  tokenizeText(text: string): Promise<number[]> {
+    return this.prompts.encodeText(text);
+  }
+
+  /** The text of a token-id prompt, decoded in the tokenizer pool. */
+  detokenizePrompt(ids: number[]): Promise<string> {
+    return this.prompts.decode(ids);
   }
 
   /** Calls `listener` with the batch size of every decode step; returns the unsubscribe function. */
@@ -246,7 +273,7 @@ export class Engine {
     this.closing = true;
     this.post({ type: 'close' });
     this.fail('the engine was closed', false);
-    await this.worker.terminate();
+    await Promise.all([this.worker.terminate(), this.prompts.close()]);
   }
 
   private post(msg: ToWorker): void {
@@ -304,14 +331,4 @@ export class Engine {
       this.settle(id, p);
     }
   }
-}
-
-function spawnWorker(init: WorkerInit): Worker {
-  if (!import.meta.url.endsWith('.ts'))
-    return new Worker(new URL('./worker.js', import.meta.url), { workerData: init });
-  // Under vitest or tsx this module is TypeScript and so is the worker: register tsx's loader in the new thread
-  // first (loader hooks are per thread), then load the worker module through it.
-  const url = new URL('./worker.ts', import.meta.url).href;
-  const bootstrap = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(url)}); });`;
-  return new Worker(bootstrap, { eval: true, workerData: init });
 }

@@ -1,5 +1,6 @@
 import { ApiError } from '../errors.js';
 import { sanityCheck } from '../security/content-filter.js';
+import { engineErrorToApi } from './choices.js';
 import type { RouteContext } from './context.js';
 
 /**
@@ -44,5 +45,17 @@ export function checkPromptText(ctx: RouteContext, texts: { param: string; text:
       ctx.metrics?.contentFiltered.inc({ stage: 'prompt' });
       throw new ApiError('content_filter', 'The prompt was refused by this server’s content policy.', param);
     }
+  }
+}
+
+/**
+ * Awaits templating/tokenizing work done in the engine's tokenizer pool (off the event loop), with the pool's
+ * refusals in the API's terms: a full pool is 429 server_overloaded with Retry-After, a closing engine 503.
+ */
+export async function inTokenizerPool<T>(ctx: RouteContext, work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    throw engineErrorToApi(err, ctx.caps.retryAfterSeconds);
   }
 }

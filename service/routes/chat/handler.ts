@@ -8,7 +8,7 @@ import { checkChoiceCount, refuseWhenFull } from '../choices.js';
 import { checkPromptSize, type RouteContext, resolveModel } from '../context.js';
 import { startGeneration } from '../generation.js';
 import { toSamplingParams } from '../generation-params.js';
-import { checkPromptChars, checkPromptText } from '../prompt-checks.js';
+import { checkPromptChars, checkPromptText, inTokenizerPool } from '../prompt-checks.js';
 import { openStream } from '../stream.js';
 import {
   type ChatCompletion,
@@ -109,7 +109,8 @@ export async function chatCompletion(
     ctx,
     messages.map((m, i) => ({ param: `messages[${i}].content`, text: m.content })),
   );
-  const promptIds = ctx.engine.encodeChat(messages);
+  // Templated and tokenized in the tokenizer pool: a large prompt never holds the event loop.
+  const promptIds = await inTokenizerPool(ctx, ctx.engine.tokenizeChat(messages));
   checkPromptSize(ctx, promptIds.length, 'messages');
   const { params, n } = toSamplingParams(body, alias, ctx.defaults, ctx.caps, {
     promptTokens: promptIds.length,

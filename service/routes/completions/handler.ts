@@ -7,7 +7,7 @@ import { checkChoiceCount, refuseWhenFull } from '../choices.js';
 import { checkPromptSize, type RouteContext, resolveModel } from '../context.js';
 import { startGeneration } from '../generation.js';
 import { toSamplingParams } from '../generation-params.js';
-import { checkPromptChars, checkPromptText } from '../prompt-checks.js';
+import { checkPromptChars, checkPromptText, inTokenizerPool } from '../prompt-checks.js';
 import { openStream } from '../stream.js';
 import type { Completion, CompletionRequest } from './schema.js';
 
@@ -32,13 +32,13 @@ function refuseUnsupported(body: CompletionRequest): void {
   }
 }
 
-/** The prompt field's four OpenAI shapes, as token id lists. */
-function promptsOf(ctx: RouteContext, prompt: CompletionRequest['prompt']): number[][] {
-  if (typeof prompt === 'string') return [ctx.engine.encodeText(prompt)];
+/** The prompt field's four OpenAI shapes, as token id lists (text tokenized in the tokenizer pool). */
+function promptsOf(ctx: RouteContext, prompt: CompletionRequest['prompt']): Promise<number[][]> {
+  if (typeof prompt === 'string') return inTokenizerPool(ctx, Promise.all([ctx.engine.tokenizeText(prompt)]));
   if (prompt.every((p) => typeof p === 'string'))
-    return (prompt as string[]).map((p) => ctx.engine.encodeText(p));
-  if (prompt.every((p) => typeof p === 'number')) return [prompt as number[]];
-  return prompt as number[][];
+    return inTokenizerPool(ctx, Promise.all((prompt as string[]).map((p) => ctx.engine.tokenizeText(p))));
+  if (prompt.every((p) => typeof p === 'number')) return Promise.resolve([prompt as number[]]);
+  return Promise.resolve(prompt as number[][]);
 }
 
 function appendLogprob(target: Logprobs, lp: TokenLogprob, offset: number): void {
@@ -69,7 +69,7 @@ export async function completion(
   textPrompts.forEach((text, i) => {
     checkPromptChars(ctx, text.length, textPrompts.length > 1 ? `prompt[${i}]` : 'prompt');
   });
-  const prompts = promptsOf(ctx, body.prompt);
+  const prompts = await promptsOf(ctx, body.prompt);
   const vocab = ctx.engine.info.vocabSize;
   if (prompts.some((ids) => ids.some((id) => id >= vocab))) {
     throw new ApiError(
@@ -79,12 +79,13 @@ export async function completion(
     );
   }
   // Token-id prompts are checked as the text they stand for, so the deny-list cannot be sidestepped.
+  const decoded = await inTokenizerPool(
+    ctx,
+    Promise.all(prompts.map((ids) => ctx.engine.detokenizePrompt(ids))),
+  );
   checkPromptText(
     ctx,
-    prompts.map((ids, i) => ({
-      param: prompts.length > 1 ? `prompt[${i}]` : 'prompt',
-      text: ctx.engine.tokenizer.decode(ids),
-    })),
+    decoded.map((text, i) => ({ param: prompts.length > 1 ? `prompt[${i}]` : 'prompt', text })),
   );
   // Validate every prompt before starting any, so a bad second prompt never leaves the first one running.
   const plans = prompts.map((promptIds) => {
