@@ -64,6 +64,7 @@ export async function serve(options: ServeOptions = {}): Promise<RunningService>
     intraOpThreads: config.engine.intraOpThreads,
     maxBatchSize: config.engine.maxBatchSize,
     maxQueue: config.engine.maxQueue,
+    tokenizerThreads: config.engine.tokenizerThreads,
     contextLength: config.engine.contextLength,
   });
   let app: FastifyInstance;

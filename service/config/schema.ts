@@ -170,6 +170,10 @@ const EngineSchema = Type.Object(
     ),
     maxBatchSize: positiveInteger(ENGINE_DEFAULTS.maxBatchSize, 'Sequences decoded together in one step.'),
     maxQueue: positiveInteger(ENGINE_DEFAULTS.maxQueue, 'Requests that may wait for a batch slot.', 0),
+    tokenizerThreads: positiveInteger(
+      ENGINE_DEFAULTS.tokenizerThreads,
+      'Threads that template and tokenize prompts, off the event loop that serves HTTP.',
+    ),
     contextLength: Type.Optional(
       Type.Integer({ minimum: 2, description: "Lower the model's context (tokens), e.g. to bound memory." }),
     ),
