@@ -67,6 +67,11 @@ export interface MonitoringArgs {
   retainData: boolean;
   /** The host firewall, when there is one: Prometheus and Grafana publish their ports only once it is in place. */
   firewall?: pulumi.Resource;
+  /**
+   * What every container here waits for (its image, the network, the certificate metric file): a component's
+   * own dependsOn does not reach the resources it creates, so they are passed down.
+   */
+  after?: pulumi.Resource[];
   /** What the target daemon grants (render/daemon.ts): whether node-exporter may bind the host's `/`. */
   features: ContainerFeatures;
 }
@@ -88,7 +93,8 @@ export class Monitoring extends pulumi.ComponentResource {
       );
 
     const parent = { parent: this };
-    const firewall = args.firewall === undefined ? [] : [args.firewall];
+    // What every container waits for: the firewall before any port is published, and what `after` names.
+    const waitFor = [...(args.after ?? []), ...(args.firewall === undefined ? [] : [args.firewall])];
     const onHost = { parent: this, provider: args.provider };
     const prefix = `chatmirror-${args.stack}`;
     const nodeExporterName = `${prefix}-node-exporter`;
@@ -110,6 +116,7 @@ export class Monitoring extends pulumi.ComponentResource {
         logMaxSizeMb: args.logMaxSizeMb,
         logMaxFiles: args.logMaxFiles,
         retainData: args.retainData,
+        dependsOn: waitFor,
       },
       parent,
     );
@@ -204,7 +211,7 @@ export class Monitoring extends pulumi.ComponentResource {
         restart: 'unless-stopped',
         labels: labels('node-exporter'),
       },
-      { ...onHost, deleteBeforeReplace: true },
+      { ...onHost, deleteBeforeReplace: true, dependsOn: waitFor },
     );
     const prometheus = new dockerProvider.Container(
       prometheusName,
@@ -249,7 +256,7 @@ export class Monitoring extends pulumi.ComponentResource {
       {
         ...onHost,
         deleteBeforeReplace: true,
-        dependsOn: [prometheusFiles, nodeExporter, this.alertmanager.container, ...firewall],
+        dependsOn: [prometheusFiles, nodeExporter, this.alertmanager.container, ...waitFor],
       },
     );
     this.containers = [nodeExporter, prometheus];
@@ -351,7 +358,7 @@ export class Monitoring extends pulumi.ComponentResource {
           waitTimeout: 180,
           labels: labels('grafana'),
         },
-        { ...onHost, deleteBeforeReplace: true, dependsOn: [grafanaFiles, prometheus, ...firewall] },
+        { ...onHost, deleteBeforeReplace: true, dependsOn: [grafanaFiles, prometheus, ...waitFor] },
       );
       // GF_SECURITY_ADMIN_PASSWORD__FILE only seeds a new data volume: a changed grafanaAdminPassword (this
       // command's stdin) runs the update, which sets it through Grafana's own CLI inside the running container.

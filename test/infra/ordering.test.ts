@@ -126,3 +126,17 @@ describe('host files move with their directory', () => {
       expect(w.inputs.triggers, w.name).toEqual([expect.stringMatching(/^\/srv\/cm\//)]);
   });
 });
+
+describe('images before containers', () => {
+  it('every container waits for the RemoteImage of its image (component dependsOn does not reach children)', async () => {
+    for (const stack of ['local', 'prod'] as const) {
+      const plan = await planStack(await stackPlanOptions(stack));
+      const pulls = plan.resources.filter((r) => r.type === 'docker:index/remoteImage:RemoteImage');
+      for (const c of plan.resources.filter((r) => r.type === 'docker:index/container:Container')) {
+        const pull = pulls.find((p) => p.inputs.name === c.inputs.image);
+        expect(pull, `${stack}: the image of ${c.name}`).toBeDefined();
+        expect(c.options.dependencies, `${stack}: ${c.name} waits for its image`).toContain(pull!.urn);
+      }
+    }
+  });
+});
