@@ -1,5 +1,5 @@
 /** HTTPS requests that trust exactly one CA (the stack's), and plain HTTP for Prometheus on loopback. */
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 
 export interface Reply {
@@ -26,15 +26,7 @@ export function https(
         },
         timeout: options.timeoutMs ?? 60_000,
       },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => {
-          body += chunk;
-        });
-        res.on('end', () => done({ status: res.statusCode ?? 0, headers: res.headers, body }));
-        res.on('error', fail);
-      },
+      (res) => collect(res, done, fail),
     );
     req.on('timeout', () => req.destroy(new Error(`${url}: timed out`)));
     req.on('error', fail);
@@ -42,17 +34,19 @@ export function https(
   });
 }
 
+function collect(res: IncomingMessage, done: (reply: Reply) => void, fail: (err: Error) => void): void {
+  let body = '';
+  res.setEncoding('utf8');
+  res.on('data', (chunk: string) => {
+    body += chunk;
+  });
+  res.on('end', () => done({ status: res.statusCode ?? 0, headers: res.headers, body }));
+  res.on('error', fail);
+}
+
 export function http(url: string, timeoutMs = 30_000): Promise<Reply> {
   return new Promise((done, fail) => {
-    const req = httpRequest(url, { timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        body += chunk;
-      });
-      res.on('end', () => done({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      res.on('error', fail);
-    });
+    const req = httpRequest(url, { timeout: timeoutMs }, (res) => collect(res, done, fail));
     req.on('timeout', () => req.destroy(new Error(`${url}: timed out`)));
     req.on('error', fail);
     req.end();
@@ -78,25 +72,4 @@ export function sseData(body: string): string[] {
     .map((line) => line.slice('data: '.length));
 }
 
-export async function until<T>(
-  what: string,
-  timeoutMs: number,
-  probe: () => Promise<T | undefined>,
-  intervalMs = 1000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(
-        `${what}: not within ${timeoutMs / 1000} s${last === undefined ? '' : ` (${String(last)})`}`,
-      );
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
+export { until } from '../helpers/poll.js';

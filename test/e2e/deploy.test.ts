@@ -5,16 +5,7 @@
  * images/build.sh (`.ci/run` does both, and fails where Docker is missing); `npm test` skips it with a message.
  */
 import { execFileSync } from 'node:child_process';
-import {
-  chmodSync,
-  existsSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import selfsigned from 'selfsigned';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,7 +13,7 @@ import { type PlannedResource, PROJECT_DIR } from '../infra/plan.js';
 import { http, https, promQuery, sseData, until } from './client.js';
 import { containerLogs, dockerApi, dockerReachable, inspectContainer, labelled } from './docker-api.js';
 import { creationOrder, Deployment, waitHealthy } from './materialise.js';
-import { E2E_PORTS, E2E_STACK, type E2eStack, planE2eStack } from './stack.js';
+import { E2E_PORTS, E2E_STACK, type E2eStack, e2eWorkspace, planE2eStack, type Workspace } from './stack.js';
 
 const E2E = process.env.CHATMIRROR_E2E === '1';
 const SKIPPED = E2E ? '' : ' [skipped: run `bash images/build.sh`, then set CHATMIRROR_E2E=1]';
@@ -32,11 +23,10 @@ const PROMETHEUS = `http://127.0.0.1:${E2E_PORTS.prometheus}`;
 const API_CONTAINER = `chatmirror-${E2E_STACK}-0`;
 
 describe.runIf(E2E).sequential(`deploy proof: the local stack on the real dockerd${SKIPPED}`, () => {
-  let root: string;
+  let workspace: Workspace | undefined;
   let stack: E2eStack;
   let ca: string;
   let deployment: Deployment;
-  const netns = `chatmirror-e2e-${process.pid}`;
   const timings: Record<string, number> = {};
   let cleanBenchmarkRun = () => {};
   // Progress on stderr as it happens (vitest buffers console output per test).
@@ -49,14 +39,12 @@ describe.runIf(E2E).sequential(`deploy proof: the local stack on the real docker
     const digestsPath = join(PROJECT_DIR, 'images/digests.json');
     if (!existsSync(digestsPath)) throw new Error('images/digests.json is missing: run images/build.sh');
     await removeLeftovers(log);
-    root = mkdtempSync(join(tmpdir(), 'chatmirror-e2e-'));
-    chmodSync(root, 0o755); // the containers' users traverse it to their bind mounts
+    workspace = e2eWorkspace('e2e');
     let started = Date.now();
-    stack = await planE2eStack(root, readFileSync(digestsPath, 'utf8'));
+    stack = await planE2eStack(workspace.root, readFileSync(digestsPath, 'utf8'));
     timings.plan = Date.now() - started;
     ca = String(stack.plan.outputs.caCertificate);
-    execFileSync('ip', ['netns', 'add', netns]);
-    deployment = new Deployment({ netns, log, cannotRun: withoutSystemd });
+    deployment = new Deployment({ netns: workspace.netns, log, cannotRun: withoutSystemd });
     started = Date.now();
     await deployment.createAll(stack.plan.resources);
     timings.create = Date.now() - started;
@@ -65,10 +53,7 @@ describe.runIf(E2E).sequential(`deploy proof: the local stack on the real docker
   afterAll(async () => {
     // A safety net only: the last test tears down and checks; this removes whatever a failure left.
     await deployment?.destroyAll().catch((err: Error) => log(err.message));
-    try {
-      execFileSync('ip', ['netns', 'del', netns], { stdio: 'ignore' });
-    } catch {}
-    if (root !== undefined) rmSync(root, { recursive: true, force: true });
+    workspace?.dispose();
     log(`timings (ms): ${JSON.stringify(timings)}`);
   }, 300_000);
 
@@ -149,7 +134,7 @@ describe.runIf(E2E).sequential(`deploy proof: the local stack on the real docker
   });
 
   it('applied the firewall inside the proof namespace, in the stack’s own table', () => {
-    const tables = execFileSync('ip', ['netns', 'exec', netns, 'nft', 'list', 'tables'], {
+    const tables = execFileSync('ip', ['netns', 'exec', workspace!.netns, 'nft', 'list', 'tables'], {
       encoding: 'utf8',
     });
     const firewall = stack.plan.resources.find((r) => r.name === 'firewall-nft')!;
@@ -373,7 +358,7 @@ describe.runIf(E2E).sequential(`deploy proof: the local stack on the real docker
     });
     const left = existsSync(stack.dataDir) ? readdirSync(stack.dataDir, { recursive: true }) : [];
     expect(left).toEqual([]);
-    const tables = execFileSync('ip', ['netns', 'exec', netns, 'nft', 'list', 'tables'], {
+    const tables = execFileSync('ip', ['netns', 'exec', workspace!.netns, 'nft', 'list', 'tables'], {
       encoding: 'utf8',
     });
     expect(tables.trim()).toBe('');

@@ -1,18 +1,11 @@
-/**
- * The deploy proof, with two replicas behind the stack's HAProxy and a config change while a client streams
- * continuously (issue 9, item 7): the second capture is applied the way `pulumi up` applies a change
- * (Deployment.update), and no request may fail. Runs with CHATMIRROR_E2E=1, like deploy.test.ts.
- */
-import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_DIR } from '../infra/plan.js';
 import { https, sseData } from './client.js';
 import { dockerJson, labelled } from './docker-api.js';
 import { Deployment } from './materialise.js';
-import { E2E_PORTS, E2E_STACK, type E2eStack, planE2eStack } from './stack.js';
+import { E2E_PORTS, E2E_STACK, type E2eStack, e2eWorkspace, planE2eStack, type Workspace } from './stack.js';
 
 const E2E = process.env.CHATMIRROR_E2E === '1';
 const SKIPPED = E2E ? '' : ' [skipped: run `bash images/build.sh`, then set CHATMIRROR_E2E=1]';
@@ -35,28 +28,24 @@ interface Outcome {
 }
 
 describe.runIf(E2E).sequential(`deploy proof: two replicas rolled under load${SKIPPED}`, () => {
+  let workspace: Workspace | undefined;
   let root: string;
   let before: E2eStack;
   let deployment: Deployment;
-  const netns = `chatmirror-roll-${process.pid}`;
   const log = (line: string) => process.stderr.write(`[e2e roll] ${line}\n`);
 
   beforeAll(async () => {
-    root = mkdtempSync(join(tmpdir(), 'chatmirror-roll-'));
-    chmodSync(root, 0o755);
+    workspace = e2eWorkspace('roll');
+    root = workspace.root;
     const digests = readFileSync(join(PROJECT_DIR, 'images/digests.json'), 'utf8');
     before = await planE2eStack(root, digests, { serving: SERVING, overrides: NO_MONITORING });
-    execFileSync('ip', ['netns', 'add', netns]);
-    deployment = new Deployment({ netns, log });
+    deployment = new Deployment({ netns: workspace.netns, log });
     await deployment.createAll(before.plan.resources);
   }, 600_000);
 
   afterAll(async () => {
     await deployment?.destroyAll().catch((err: Error) => log(err.message));
-    try {
-      execFileSync('ip', ['netns', 'del', netns], { stdio: 'ignore' });
-    } catch {}
-    if (root !== undefined) rmSync(root, { recursive: true, force: true });
+    workspace?.dispose();
   }, 300_000);
 
   it('a config change replaces the replicas one at a time while a client streams: zero failed requests', async () => {

@@ -5,8 +5,11 @@
  * firewall switched on so its command runs, and the secrets an operator would set. Planned under mocks with the
  * real host facts and real TLS material.
  */
+
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cpSync } from 'node:fs';
+import { chmodSync, cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { collectLocalFacts } from '../../infra/host-capacity.js';
 import { generateApiKey } from '../../service/security/auth/keys.js';
@@ -15,6 +18,30 @@ import { tlsOutputs } from './tls-outputs.js';
 
 export const E2E_STACK = 'e2e';
 export const E2E_PORTS = { api: 18443, prometheus: 19090 };
+
+/** A proof's scratch space: a directory for the stack's data and model, and the network namespace for commands. */
+export interface Workspace {
+  root: string;
+  netns: string;
+  dispose(): void;
+}
+
+export function e2eWorkspace(name: string): Workspace {
+  const root = mkdtempSync(join(tmpdir(), `chatmirror-${name}-`));
+  chmodSync(root, 0o755); // the containers' users traverse it to their bind mounts
+  const netns = `chatmirror-${name}-${process.pid}`;
+  execFileSync('ip', ['netns', 'add', netns]);
+  return {
+    root,
+    netns,
+    dispose: () => {
+      try {
+        execFileSync('ip', ['netns', 'del', netns], { stdio: 'ignore' });
+      } catch {}
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
 
 /** What an operator sets once per stack (`pulumi config set --secret`), kept across captures of one deployment. */
 export interface E2eSecrets {

@@ -53,28 +53,7 @@ export async function inspect<T>(name: string, format: string): Promise<T> {
 }
 
 /** Polls `probe` every 200 ms until it returns a value, or throws naming `what` after `timeoutMs`. */
-export async function waitFor<T>(
-  what: string,
-  timeoutMs: number,
-  probe: () => Promise<T | undefined>,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `${what}: not within ${timeoutMs} ms${last ? ` (last error: ${(last as Error).message})` : ''}`,
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
+export { until as waitFor } from '../helpers/poll.js';
 
 export interface HttpsResponse {
   status: number;
