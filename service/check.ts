@@ -199,7 +199,7 @@ async function checkModel(config: ServiceConfig, report: Report): Promise<ModelN
 /** Memory the engine needs for this model and these batch settings (see the constants for what is assumed). */
 export function modelNeeds(
   hf: HfModelConfig,
-  config: Pick<ServiceConfig, 'engine'>,
+  config: { engine: Pick<ServiceConfig['engine'], 'contextLength' | 'maxBatchSize'> },
   weightsBytes: number,
 ): ModelNeeds {
   const layers = hf.num_hidden_layers ?? 0;
