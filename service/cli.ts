@@ -14,8 +14,11 @@ import { AUTH_USAGE, keygen, token } from './security/auth/commands.js';
 import { serve } from './serve.js';
 
 const USAGE = `usage:
-  chatmirror serve [--config FILE]       serve the OpenAI-compatible API (HTTPS by default)
-  chatmirror generate [--model DIR] [--chat TEXT | --prompt TEXT] [--max-tokens N]
+  chatmirror serve [--config FILE] [--model DIR] [--graph FILE]
+                                         serve the OpenAI-compatible API (HTTPS by default); --model and
+                                         --graph set engine.modelDir and engine.graphFile (as
+                                         CHATMIRROR_ENGINE_MODEL_DIR / CHATMIRROR_ENGINE_GRAPH_FILE do)
+  chatmirror generate [--model DIR] [--graph FILE] [--chat TEXT | --prompt TEXT] [--max-tokens N]
                       [--temperature T] [--top-p P] [--seed N] [--stop S]...
 
 ${CHECK_USAGE}
@@ -41,6 +44,7 @@ async function generate(argv: string[]): Promise<void> {
     args: argv,
     options: {
       model: { type: 'string', default: BUNDLED_MODEL_DIR },
+      graph: { type: 'string' },
       chat: { type: 'string' },
       prompt: { type: 'string' },
       'max-tokens': { type: 'string' },
@@ -54,7 +58,10 @@ async function generate(argv: string[]): Promise<void> {
   if (values.chat !== undefined && values.prompt !== undefined) {
     throw new EngineError('invalid_generation_params', 'give --chat or --prompt, not both');
   }
-  const engine = await Engine.load(values.model);
+  const engine = await Engine.load(
+    values.model,
+    values.graph === undefined ? {} : { graphFile: values.graph },
+  );
   try {
     const promptIds =
       values.prompt !== undefined
@@ -106,11 +113,19 @@ async function main(argv: string[]): Promise<void> {
     case 'serve': {
       const { values } = parseArgs({
         args: rest,
-        options: { config: { type: 'string', short: 'c' } },
+        options: {
+          config: { type: 'string', short: 'c' },
+          model: { type: 'string' },
+          graph: { type: 'string' },
+        },
         strict: true,
       });
+      // The flags are the environment variables' shorthand, so they override the config file as those do.
+      const env = { ...process.env };
+      if (values.model !== undefined) env.CHATMIRROR_ENGINE_MODEL_DIR = values.model;
+      if (values.graph !== undefined) env.CHATMIRROR_ENGINE_GRAPH_FILE = values.graph;
       // serve() returns once listening; it handles SIGTERM/SIGINT itself and lets the process exit when drained.
-      await serve({ configFile: values.config });
+      await serve({ configFile: values.config, env });
       return;
     }
     case 'generate':
