@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { accessSync, constants, mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collectLocalFacts, parseRemoteFacts } from '../../infra/host-capacity.js';
 import {
   type CapacityInputs,
@@ -91,36 +91,42 @@ describe.skipIf(!dockerOk && !process.env.CHATMIRROR_IMAGE_TESTS)("this machine'
   const stack = `helper-test-${randomBytes(4).toString('hex')}`;
   const volume = `chatmirror-${stack}-data`;
   const docker = (...args: string[]) => execFileSync('docker', args, { encoding: 'utf8' }).trim();
-  docker('volume', 'create', '--label', `chatmirror.stack=${stack}`, volume);
+  // Set up in beforeAll, not while collecting: vitest collects a skipped suite too.
+  let volumeBytes = 0;
+  let root = '';
+  let dataDir = '';
+  let withDigest: { digests: string[]; bytes: number } | undefined;
+  beforeAll(() => {
+    docker('volume', 'create', '--label', `chatmirror.stack=${stack}`, volume);
+    const mountpoint = docker('volume', 'inspect', '--format', '{{.Mountpoint}}', volume);
+    try {
+      accessSync(mountpoint, constants.W_OK);
+      writeFileSync(join(mountpoint, 'blob'), randomBytes(1_500_000));
+      volumeBytes = 1_500_000;
+    } catch {
+      // Not root: the volume stays empty and counts 0.
+    }
+    root = mkdtempSync(join(tmpdir(), 'chatmirror-held-'));
+    dataDir = join(root, 'data');
+    mkdirSync(join(dataDir, 'bench-history'), { recursive: true });
+    writeFileSync(join(dataDir, 'bench-history', 'run.json'), Buffer.alloc(1_000_000));
+    withDigest = JSON.parse(
+      `[${docker(
+        'image',
+        'inspect',
+        '--format',
+        '{"digests":{{json .RepoDigests}},"bytes":{{.Size}}}',
+        ...docker('image', 'ls', '-q', '--no-trunc').split('\n').filter(Boolean),
+      )
+        .split('\n')
+        .join(',')}]`,
+    ).find((i: { digests: string[] }) => i.digests.length > 0) as
+      | { digests: string[]; bytes: number }
+      | undefined;
+  });
   afterAll(() => {
     docker('volume', 'rm', volume);
   });
-  const mountpoint = docker('volume', 'inspect', '--format', '{{.Mountpoint}}', volume);
-  let volumeBytes = 0;
-  try {
-    accessSync(mountpoint, constants.W_OK);
-    writeFileSync(join(mountpoint, 'blob'), randomBytes(1_500_000));
-    volumeBytes = 1_500_000;
-  } catch {
-    // Not root: the volume stays empty and counts 0.
-  }
-  const root = mkdtempSync(join(tmpdir(), 'chatmirror-held-'));
-  const dataDir = join(root, 'data');
-  mkdirSync(join(dataDir, 'bench-history'), { recursive: true });
-  writeFileSync(join(dataDir, 'bench-history', 'run.json'), Buffer.alloc(1_000_000));
-  const withDigest = JSON.parse(
-    `[${docker(
-      'image',
-      'inspect',
-      '--format',
-      '{"digests":{{json .RepoDigests}},"bytes":{{.Size}}}',
-      ...docker('image', 'ls', '-q', '--no-trunc').split('\n').filter(Boolean),
-    )
-      .split('\n')
-      .join(',')}]`,
-  ).find((i: { digests: string[] }) => i.digests.length > 0) as
-    | { digests: string[]; bytes: number }
-    | undefined;
 
   it('the local collector reads the stack volume, images and data dir off the Engine API and the disk', async () => {
     const dataPath = docker('info', '--format', '{{.DockerRootDir}}');
