@@ -163,25 +163,9 @@ export async function collectLocalFacts(dockerDataPath: string, stack?: StackSco
  * undefined, and the program then asks for nothing that needs it.
  */
 async function localDaemonFacts(): Promise<DaemonFacts> {
-  const socketPath = (process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock').replace(/^unix:\/\//, '');
-  const apiVersion = await new Promise<string | undefined>((done) => {
-    const req = request({ socketPath, path: '/version', timeout: 5000 }, (res) => {
-      let body = '';
-      res.on('data', (chunk: Buffer) => {
-        body += chunk.toString('utf8');
-      });
-      res.on('end', () => {
-        try {
-          done(String((JSON.parse(body) as { ApiVersion?: string }).ApiVersion ?? '') || undefined);
-        } catch {
-          done(undefined);
-        }
-      });
-    });
-    req.on('error', () => done(undefined));
-    req.on('timeout', () => req.destroy());
-    req.end();
-  });
+  const version = (await dockerGet('/version')) as { ApiVersion?: string } | undefined;
+  const apiVersion =
+    typeof version?.ApiVersion === 'string' && version.ApiVersion !== '' ? version.ApiVersion : undefined;
   const pid = await dockerdPid();
   return {
     dockerApiVersion: apiVersion,

@@ -11,7 +11,7 @@
 import { spawn } from 'node:child_process';
 import type { PlannedResource } from '../infra/plan.js';
 import { containerSpec } from './container-spec.js';
-import { containerLogs, DockerApiError, dockerApi, inspectContainer } from './docker-api.js';
+import { containerLogs, dockerApi, inspectContainer } from './docker-api.js';
 
 export interface StepTiming {
   urn: string;
@@ -363,5 +363,3 @@ function onlyKeys(r: PlannedResource, known: string[]): void {
   if (unknown.length > 0)
     throw new Error(`${r.name}: ${r.type} inputs ${unknown.join(', ')} are not mapped by the deploy proof`);
 }
-
-export { DockerApiError };
