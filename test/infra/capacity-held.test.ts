@@ -24,7 +24,7 @@ import { DEFAULT_FACTS, planStack } from './plan.js';
 const PINNED = [DIGESTS.service, DIGESTS.prometheus, DIGESTS.nodeExporter, DIGESTS.grafana];
 const PROD: CapacityInputs = {
   profile: 'prod',
-  modelBytes: 161_382_324,
+  modelBytes: 818_315_260,
   replicas: 2,
   replicaMemoryMb: 6144,
   replicaCpus: 3,

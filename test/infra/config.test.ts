@@ -1,7 +1,9 @@
 /** The stack config schema: every stack file parses, bad values fail naming the key, the value and what is allowed. */
 
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import {
@@ -16,6 +18,9 @@ import { stackPlanOptions } from './fixtures.js';
 import { loadStackFile, PROJECT_DIR } from './plan.js';
 
 const STACKS = ['local', 'staging', 'prod'] as const;
+/** sha256 of SHA256SUMS and the size of the files it lists, from `bash test/fixtures/models/build.sh smollm2`. */
+const SMOLLM2_MANIFEST_SHA256 = 'e3b9c7255bc6cd626d8245e1e4e4be8c1cd95fc94eface0f69b80dde9293788e';
+const SMOLLM2_SIZE_BYTES = 818315260;
 
 async function parsed(stack: (typeof STACKS)[number]) {
   const o = await stackPlanOptions(stack);
@@ -80,6 +85,35 @@ describe('stack files', () => {
     const model = loadStackFile('local')['chatmirror:model'] as { hostPath: string; manifestSha256: string };
     const manifest = readFileSync(`${PROJECT_DIR}/${model.hostPath}/SHA256SUMS`);
     expect(model.manifestSha256).toBe(createHash('sha256').update(manifest).digest('hex'));
+  });
+
+  // The SmolLM2 build is deterministic (build.sh smollm2): where it is built here, the remote stacks' pin must be
+  // its manifest's hash and size; CHATMIRROR_REAL_MODEL=1 (CI, which builds it) makes a missing build a failure.
+  it('the staging and prod stacks pin the int8 SmolLM2-135M-Instruct build', () => {
+    const built = join(
+      process.env.CHATMIRROR_CACHE || join(homedir(), '.cache', 'chatmirror'),
+      'models',
+      'smollm2-135m-instruct',
+    );
+    for (const stack of ['staging', 'prod'] as const) {
+      const model = loadStackFile(stack)['chatmirror:model'] as Record<string, unknown>;
+      expect(model, stack).toEqual({
+        hostPath: '/srv/models/smollm2-135m-instruct',
+        id: 'smollm2-135m-instruct',
+        graphFile: 'onnx/model_quantized.onnx',
+        manifestSha256: SMOLLM2_MANIFEST_SHA256,
+        sizeBytes: SMOLLM2_SIZE_BYTES,
+      });
+    }
+    if (!existsSync(join(built, 'SHA256SUMS')) && process.env.CHATMIRROR_REAL_MODEL !== '1') return;
+    const manifest = readFileSync(join(built, 'SHA256SUMS'));
+    expect(createHash('sha256').update(manifest).digest('hex')).toBe(SMOLLM2_MANIFEST_SHA256);
+    const size = manifest
+      .toString('utf8')
+      .trim()
+      .split('\n')
+      .reduce((sum, line) => sum + statSync(join(built, line.slice(66))).size, 0);
+    expect(size).toBe(SMOLLM2_SIZE_BYTES);
   });
 
   it('without its secrets a stack names the missing key and how to set it', () => {
