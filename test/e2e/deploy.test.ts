@@ -9,7 +9,7 @@ import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import selfsigned from 'selfsigned';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type PlannedResource, PROJECT_DIR } from '../infra/plan.js';
+import { decodeStdin, type PlannedResource, PROJECT_DIR } from '../infra/plan.js';
 import { http, https, promQuery, sseData, until } from './client.js';
 import { containerLogs, dockerApi, dockerReachable, inspectContainer, labelled } from './docker-api.js';
 import { creationOrder, Deployment, waitHealthy } from './materialise.js';
@@ -196,7 +196,8 @@ describe.runIf(E2E).sequential(`deploy proof: the local stack on the real docker
     if (deployment.skipped.some((s) => s.name === 'benchmarks-timer')) {
       // What `systemctl start` would run: the service unit's commands, in order ("-" = failure ignored).
       const timer = stack.plan.resources.find((r) => r.name === 'benchmarks-timer')!;
-      const unit = unitFile(String(timer.inputs.stdin), `${unitName}.service`);
+      const unit = decodeStdin(timer)[`${unitName}.service`];
+      if (unit === undefined) throw new Error(`${unitName}.service is not in the timer command's stdin`);
       // systemd joins a line ending in a backslash with the next.
       const lines = unit.replace(/\\\n/g, ' ').split('\n');
       for (const line of lines.filter((l) => /^ExecStart(Pre|Post)?=/.test(l))) {
@@ -372,13 +373,6 @@ describe.runIf(E2E).sequential(`deploy proof: the local stack on the real docker
 function withoutSystemd(resource: PlannedResource): string | undefined {
   if (resource.name !== 'benchmarks-timer' || existsSync('/run/systemd/system')) return undefined;
   return 'installs and starts a systemd timer, and no systemd runs here; the proof runs the unit itself';
-}
-
-/** One file of a host command's stdin (`MODE NAME BASE64` lines, render/shell.ts filesToStdin). */
-function unitFile(stdin: string, name: string): string {
-  const line = stdin.split('\n').find((l) => l.split(' ')[1] === name);
-  if (line === undefined) throw new Error(`${name} is not in the timer command's stdin`);
-  return Buffer.from(line.split(' ')[2] ?? '', 'base64').toString('utf8');
 }
 
 /** What an earlier run killed mid-way left behind (labelled with the proof's stack), removed before it starts. */

@@ -13,28 +13,10 @@ import { parse as parseYaml } from 'yaml';
 import { parseStackConfig } from '../../infra/config.js';
 import { renderAlertmanagerConfig, webhookUrlProblem } from '../../infra/render/alertmanager.js';
 import { stackPlanOptions } from './fixtures.js';
-import { type Plan, type PlannedResource, PROJECT_DIR, planStack } from './plan.js';
+import { decodeStdin, find, type Plan, PROJECT_DIR, planStack } from './plan.js';
 
 const CONTAINER = 'docker:index/container:Container';
 const WEBHOOK = 'https://hooks.example.com/services/chatmirror/T0KEN?stack=prod';
-
-function find(plan: Plan, name: string): PlannedResource {
-  const found = plan.resources.find((r) => r.name === name && !r.type.startsWith('chatmirror:'));
-  if (found === undefined) throw new Error(`no resource ${name}`);
-  return found;
-}
-
-function decodeStdin(resource: PlannedResource): Record<string, string> {
-  return Object.fromEntries(
-    String(resource.inputs.stdin)
-      .trim()
-      .split('\n')
-      .map((line) => {
-        const [, name = '', b64 = ''] = line.split(' ');
-        return [name, Buffer.from(b64, 'base64').toString('utf8')];
-      }),
-  );
-}
 
 /** The Alertmanager image the image build recorded, or why amtool cannot run here. */
 const AMTOOL: { image?: string; missing?: string } = (() => {

@@ -347,3 +347,23 @@ function computedOutputs(
       return {};
   }
 }
+
+/** The one custom resource of that name (components share names with their children). */
+export function find(plan: Plan, name: string): PlannedResource {
+  const found = plan.resources.find((r) => r.name === name && !r.type.startsWith('chatmirror:'));
+  if (found === undefined) throw new Error(`no resource ${name}`);
+  return found;
+}
+
+/** The files a host command writes, by name: its stdin's `MODE NAME BASE64` lines (render/shell.ts filesToStdin). */
+export function decodeStdin(resource: PlannedResource): Record<string, string> {
+  return Object.fromEntries(
+    String(resource.inputs.stdin)
+      .trim()
+      .split('\n')
+      .map((line) => {
+        const [, name = '', b64 = ''] = line.split(' ');
+        return [name, Buffer.from(b64, 'base64').toString('utf8')];
+      }),
+  );
+}

@@ -13,32 +13,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../service/config/load.js';
 import { RedisStore } from '../../service/security/quotas/redis-store.js';
 import { QUOTA_STORE_PASSWORD, stackPlanOptions } from './fixtures.js';
-import { type Plan, type PlannedResource, planStack } from './plan.js';
+import { decodeStdin, find, type Plan, type PlannedResource, planStack } from './plan.js';
 
 const CONTAINER = 'docker:index/container:Container';
-
-function find(plan: Plan, name: string): PlannedResource {
-  const found = plan.resources.find((r) => r.name === name && !r.type.startsWith('chatmirror:'));
-  if (found === undefined) throw new Error(`no resource ${name}`);
-  return found;
-}
 
 function replicasOf(plan: Plan, stack: string): PlannedResource[] {
   return plan.resources
     .filter((r) => r.type === CONTAINER && new RegExp(`^chatmirror-${stack}-\\d$`).test(r.name))
     .sort((a, b) => a.name.localeCompare(b.name));
-}
-
-function decodeStdin(resource: PlannedResource): Record<string, string> {
-  return Object.fromEntries(
-    String(resource.inputs.stdin)
-      .trim()
-      .split('\n')
-      .map((line) => {
-        const [, name = '', b64 = ''] = line.split(' ');
-        return [name, Buffer.from(b64, 'base64').toString('utf8')];
-      }),
-  );
 }
 
 const label = (r: PlannedResource, key: string) =>

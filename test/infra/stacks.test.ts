@@ -12,27 +12,9 @@ import {
   METRICS_TOKEN,
   stackPlanOptions,
 } from './fixtures.js';
-import { type Plan, type PlannedResource, planStack } from './plan.js';
+import { decodeStdin, find, type Plan, planStack } from './plan.js';
 
 const CONTAINER = 'docker:index/container:Container';
-
-function find(plan: Plan, name: string): PlannedResource {
-  const found = plan.resources.find((r) => r.name === name && !r.type.startsWith('chatmirror:'));
-  if (found === undefined) throw new Error(`no resource ${name}`);
-  return found;
-}
-
-function decodeStdin(resource: PlannedResource): Record<string, string> {
-  return Object.fromEntries(
-    String(resource.inputs.stdin)
-      .trim()
-      .split('\n')
-      .map((line) => {
-        const [, name = '', b64 = ''] = line.split(' ');
-        return [name, Buffer.from(b64, 'base64').toString('utf8')];
-      }),
-  );
-}
 
 const plans: Record<string, Plan> = {};
 beforeAll(async () => {

@@ -3,7 +3,7 @@
  * certificate it prints, a graceful drain on SIGTERM, and config errors refused before listening. The API itself
  * is tested in-process (test/helpers/app.ts); this file covers what only the process shows.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
 import { request } from 'node:https';
@@ -13,8 +13,13 @@ import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TINY_MODEL_DIR } from '../../helpers/model.js';
+import {
+  type ServeProcess,
+  spawnServe as spawnServeProcess,
+  waitForOutput,
+} from '../../helpers/serve-process.js';
 
-const REPO_ROOT = fileURLToPath(new URL('../../..', import.meta.url));
+const _REPO_ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const STARTUP_TIMEOUT_MS = 60_000; // tsx compile + engine load, on a busy 2-core machine
 // Long enough for the streamed generation below to finish (it takes well under a second), short enough that a
 // drain which never ends shows up as a slow test rather than a hung one.
@@ -30,53 +35,11 @@ afterAll(() => {
   for (const dir of cacheDirs) rmSync(dir, { recursive: true, force: true });
 });
 
-interface ServeProcess {
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-/** `node --import tsx service/cli.ts serve` with only the given CHATMIRROR_* settings (none inherited). */
+/** Spawns through the shared helper and keeps the child for the SIGKILL safety net above. */
 function spawnServe(settings: Record<string, string>): ServeProcess {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env))
-    if (!key.startsWith('CHATMIRROR_')) env[key] = value;
-  const child = spawn(process.execPath, ['--import', 'tsx', 'service/cli.ts', 'serve'], {
-    cwd: REPO_ROOT,
-    env: { ...env, ...settings },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  let out = '';
-  let err = '';
-  child.stdout!.setEncoding('utf8').on('data', (text: string) => {
-    out += text;
-  });
-  child.stderr!.setEncoding('utf8').on('data', (text: string) => {
-    err += text;
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => resolve({ code, signal })),
-  );
-  return { child, stdout: () => out, stderr: () => err, exited };
-}
-
-/** Resolves with the first match of `pattern` in the process's stdout; fails if it exits or time runs out. */
-async function waitForOutput(p: ServeProcess, pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const match = p.stdout().match(pattern);
-    if (match) return match;
-    if (p.child.exitCode !== null || p.child.signalCode !== null) {
-      throw new Error(
-        `serve exited (${p.child.exitCode ?? p.child.signalCode}) before ${pattern}:\n${p.stderr()}`,
-      );
-    }
-    if (Date.now() > deadline)
-      throw new Error(`no ${pattern} within ${timeoutMs} ms:\n${p.stdout()}${p.stderr()}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  const serve = spawnServeProcess(settings);
+  children.push(serve.child);
+  return serve;
 }
 
 async function exitWithin(p: ServeProcess, timeoutMs: number) {
