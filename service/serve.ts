@@ -24,7 +24,7 @@ import { type CertificateWatcher, watchCertificate } from './tls/reloader.js';
 const FORCE_CLOSE_AFTER_ABORT_MS = 2_000; // 2 seconds
 const IDLE_SWEEP_MS = 100; // 0.1 seconds: how soon a drained keep-alive connection is closed
 const DRAIN_POLL_MS = 50; // how often the drain checks whether the generations in flight have finished
-/** What SIGHUP does, said in its log line and the README alike. */
+/** What SIGHUP does, said in its log line and in docs/api.md alike. */
 export const SIGHUP_RELOADS =
   're-read the TLS certificate and the JWKS; the config file is not re-read (restart to apply changes to it)';
 // Once shut down, the process should exit on its own; if a stray handle keeps it alive, exit anyway.

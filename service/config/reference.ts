@@ -1,7 +1,7 @@
 /**
- * The configuration reference as a Markdown table, generated from the schema. README.md carries it between
- * markers (`npm run docs:config` rewrites them) and a test fails when the two differ, so the documentation
- * cannot drift from what the loader accepts.
+ * The configuration reference as a Markdown table, generated from the schema. docs/configuration.md carries it
+ * between markers (`npm run docs:config` runs `--write docs/configuration.md`) and test/unit/docs.test.ts fails
+ * when the two differ, so the documentation cannot drift from what the loader accepts.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { relative } from 'node:path';

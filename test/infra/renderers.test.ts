@@ -216,8 +216,8 @@ describe('Grafana', () => {
     for (const name of Object.values(SERVICE_METRICS)) expect(used, name).toContain(name);
   });
 
-  it("names the service's metrics as README's Observability table does", () => {
-    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  it("names the service's metrics as docs/observability.md's table does", () => {
+    const readme = readFileSync(new URL('../../docs/observability.md', import.meta.url), 'utf8');
     for (const name of Object.values(SERVICE_METRICS)) expect(readme).toContain(`| \`${name}\` |`);
   });
 });
