@@ -3,6 +3,7 @@ import { type ChatMessage, ChatTemplate } from './chat-template.js';
 import { EngineError, EngineOverloadedError } from './errors.js';
 import { EventChannel } from './event-channel.js';
 import type { FlowValve } from './flow.js';
+import type { ConstraintSpec } from './grammar/constraint.js';
 import { eosTokenIds, loadModelFiles } from './model-files.js';
 import { TextTokenizer } from './tokenizer.js';
 import { spawnTypeScriptWorker, TokenizerPool } from './tokenizer-pool.js';
@@ -75,6 +76,9 @@ function checkParams(p: SamplingParams): void {
  */
 export class Engine {
   private readonly pending = new Map<number, Pending>();
+  /** prepareConstraint calls waiting for the worker's answer. */
+  private readonly compiles = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+  private nextCompileId = 1;
   /**
    * Decode steps so far and the rows they covered (decodedRows / decodeSteps is the mean batch size), and how
    * often a sequence was parked out of the batch because its client was not reading.
@@ -177,6 +181,24 @@ export class Engine {
   /** The text of a token-id prompt, decoded in the tokenizer pool. */
   detokenizePrompt(ids: number[]): Promise<string> {
     return this.prompts.decode(ids);
+  }
+
+  /**
+   * Compiles a constraint's grammar in the inference worker (cached there by the spec's hash), so that a grammar
+   * the compiler refuses is the caller's error (EngineError `grammar_refused`, with the compiler's reason) before
+   * anything is submitted. Submitting a constraint without preparing it works too; a refusal then ends that
+   * generation with an error event.
+   */
+  prepareConstraint(spec: ConstraintSpec): Promise<void> {
+    if (this.failure !== undefined) {
+      return Promise.reject(new EngineError('engine_worker_failed', this.failure));
+    }
+    if (this.closing) return Promise.reject(new EngineError('engine_closed', 'the engine is shutting down'));
+    const id = this.nextCompileId++;
+    return new Promise<void>((resolve, reject) => {
+      this.compiles.set(id, { resolve, reject });
+      this.post({ type: 'compile', id, spec });
+    });
   }
 
   /** Calls `listener` with the batch size of every decode step; returns the unsubscribe function. */
@@ -285,6 +307,13 @@ export class Engine {
       this.fail(`inference worker failed: ${msg.message}`);
       return;
     }
+    if (msg.type === 'compiled') {
+      const waiting = this.compiles.get(msg.id);
+      this.compiles.delete(msg.id);
+      if (msg.error === undefined) waiting?.resolve();
+      else waiting?.reject(new EngineError('grammar_refused', msg.error));
+      return;
+    }
     if (msg.type === 'scheduled') {
       const p = this.pending.get(msg.id);
       if (p && !p.started) {
@@ -326,6 +355,10 @@ export class Engine {
 
   private fail(message: string, record = true): void {
     if (record && this.failure === undefined) this.failure = message;
+    for (const [id, waiting] of this.compiles) {
+      this.compiles.delete(id);
+      waiting.reject(new EngineError(record ? 'engine_worker_failed' : 'engine_closed', message));
+    }
     for (const [id, p] of this.pending) {
       p.channel.push({ type: 'error', message });
       this.settle(id, p);

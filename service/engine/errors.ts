@@ -11,7 +11,9 @@ export type EngineErrorCode =
   | 'engine_overloaded'
   | 'engine_closed'
   | 'engine_worker_failed'
-  | 'invalid_generation_params';
+  | 'invalid_generation_params'
+  /** The grammar compiler refused a constraint (a regex it cannot parse, a contradictory schema). */
+  | 'grammar_refused';
 
 export class EngineError extends Error {
   readonly code: EngineErrorCode;

@@ -1,5 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { IncrementalDetokenizer } from './detokenizer.js';
+import type { RowConstraint } from './grammar/row-constraint.js';
 import { logSumExp, topLogprobs } from './logprobs.js';
 import { Rng } from './rng.js';
 import { adjustLogits, chooseToken } from './sampler.js';
@@ -36,6 +37,8 @@ export class Sequence {
     readonly request: GenerationRequest,
     private readonly tokenizer: TextTokenizer,
     private readonly limits: SequenceLimits,
+    /** The row's grammar (response_format, tools), if its output is constrained. */
+    private readonly constraint?: RowConstraint,
   ) {
     this.promptIds = request.promptIds;
     this.seen = new Set(request.promptIds);
@@ -49,14 +52,21 @@ export class Sequence {
     const { params } = this.request;
     const raw = params.logprobs ? logits.slice() : undefined;
     adjustLogits(logits, params, { seen: this.seen, generatedCounts: this.generatedCounts });
+    // After the adjustments, before truncation and the draw: every sampler setting still applies, within
+    // the tokens the grammar allows.
+    this.constraint?.mask(logits);
     const id = chooseToken(logits, params, this.rng);
+    if (this.constraint && !this.constraint.accept(id)) {
+      return [this.fail(`the grammar refused token ${id}, which its mask allowed`)];
+    }
     this.generated.push(id);
     this.seen.add(id);
     this.generatedCounts.set(id, (this.generatedCounts.get(id) ?? 0) + 1);
     this.nextToken = id;
 
     const logprob = raw ? this.logprobOf(raw, id) : undefined;
-    if (!params.ignoreEos && this.limits.eosTokenIds.has(id)) {
+    // A constrained row's EOS ends its grammar: past it the grammar allows nothing, benchmark or not.
+    if ((!params.ignoreEos || this.constraint) && this.limits.eosTokenIds.has(id)) {
       const rest = this.releaseAll();
       return [
         { type: 'token', tokenId: id, text: '', logprob },
@@ -88,8 +98,15 @@ export class Sequence {
     return { text: stopped === undefined ? emit + this.stopper.flush() : emit, stopped };
   }
 
+  private fail(message: string): GenerationEvent {
+    this.finished = 'abort';
+    this.constraint?.dispose();
+    return { type: 'error', message };
+  }
+
   private finish(reason: FinishReason, text: string, stopSequence?: string): GenerationEvent {
     this.finished = reason;
+    this.constraint?.dispose();
     return {
       type: 'finish',
       finishReason: reason,

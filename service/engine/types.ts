@@ -1,3 +1,5 @@
+import type { ConstraintSpec } from './grammar/constraint.js';
+
 /**
  * Engine-level vocabulary shared by the main thread and the inference worker. Everything here must survive
  * structured cloning (postMessage), so: plain objects, arrays and numbers only.
@@ -77,6 +79,11 @@ export type GenerationEvent = TokenEvent | FinishEvent | ErrorEvent;
 export interface GenerationRequest {
   promptIds: number[];
   params: SamplingParams;
+  /**
+   * The output must match this grammar: each step's logits are masked to the tokens it allows, and EOS is
+   * allowed only where it may end. Prepare it first (Engine.prepareConstraint), so a refusal is the caller's.
+   */
+  constraint?: ConstraintSpec | undefined;
 }
 
 /** What the API needs to know about a loaded model. */

@@ -5,6 +5,9 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { BatchScheduler } from './batch.js';
 import { EngineError } from './errors.js';
+import { GrammarBackend, GrammarCompileError } from './grammar/backend.js';
+import type { ConstraintSpec } from './grammar/constraint.js';
+import { grammarVocabulary } from './grammar/vocabulary.js';
 import { readVerified } from './manifest.js';
 import type { ModelFiles } from './model-files.js';
 import { loadDecoderModel } from './onnx.js';
@@ -22,6 +25,8 @@ export interface WorkerInit {
 
 export type ToWorker =
   | { type: 'submit'; id: number; request: GenerationRequest }
+  /** Compile (or find in the cache) a constraint's grammar; answered by `compiled`. */
+  | { type: 'compile'; id: number; spec: ConstraintSpec }
   | { type: 'cancel'; id: number }
   /** Flow control: stop decoding this sequence (its client is not reading) / carry on. */
   | { type: 'pause'; id: number }
@@ -39,6 +44,8 @@ export type FromWorker =
   | { type: 'ready'; shape: LoadedShape }
   | { type: 'init-error'; code: string; message: string }
   | { type: 'scheduled'; id: number }
+  /** A `compile` done: `error` is the grammar compiler's reason for refusing it. */
+  | { type: 'compiled'; id: number; error?: string | undefined }
   /** The sequence left the batch, paused (parked: true), or rejoined it (false). */
   | { type: 'parked'; id: number; parked: boolean }
   | { type: 'events'; batch: [number, GenerationEvent[]][]; decodeRows: number };
@@ -73,12 +80,58 @@ async function start(): Promise<void> {
     (id) => port.postMessage({ type: 'scheduled', id } satisfies FromWorker),
     (id, parked) => port.postMessage({ type: 'parked', id, parked } satisfies FromWorker),
   );
+  // Grammars compile here, off the HTTP thread; a compile holds decoding for its duration (tens of ms, once per
+  // schema: they are cached).
+  const grammars = new GrammarBackend(
+    grammarVocabulary(files.tokenizerJson, model.vocabSize),
+    init.eosTokenIds,
+  );
+  /** Constrained submissions waiting for their matcher; a cancel meanwhile is remembered here. */
+  const awaitingGrammar = new Map<number, { cancelled: boolean; paused: boolean }>();
+  const submitConstrained = async (id: number, request: GenerationRequest, spec: ConstraintSpec) => {
+    const state = { cancelled: false, paused: false };
+    awaitingGrammar.set(id, state);
+    try {
+      const row = await grammars.row(spec);
+      const seq = new Sequence(id, request, tokenizer, limits, row);
+      if (state.cancelled) port.postMessage({ type: 'events', batch: [[id, [seq.abort()]]], decodeRows: 0 });
+      else {
+        scheduler.submit(seq);
+        if (state.paused) scheduler.pause(id);
+      }
+    } catch (err) {
+      const message = err instanceof GrammarCompileError ? err.message : String(err);
+      const event: GenerationEvent = { type: 'error', message: `grammar: ${message}` };
+      port.postMessage({ type: 'events', batch: [[id, [event]]], decodeRows: 0 } satisfies FromWorker);
+    } finally {
+      awaitingGrammar.delete(id);
+    }
+  };
   port.on('message', (msg: ToWorker) => {
-    if (msg.type === 'submit') scheduler.submit(new Sequence(msg.id, msg.request, tokenizer, limits));
-    else if (msg.type === 'cancel') scheduler.cancel(msg.id);
-    else if (msg.type === 'pause') scheduler.pause(msg.id);
-    else if (msg.type === 'resume') scheduler.resume(msg.id);
-    else if (msg.type === 'close') scheduler.close();
+    if (msg.type === 'submit') {
+      const spec = msg.request.constraint;
+      if (spec) void submitConstrained(msg.id, msg.request, spec);
+      else scheduler.submit(new Sequence(msg.id, msg.request, tokenizer, limits));
+    } else if (msg.type === 'compile') {
+      grammars.prepare(msg.spec).then(
+        () => port.postMessage({ type: 'compiled', id: msg.id } satisfies FromWorker),
+        (err: unknown) =>
+          port.postMessage({
+            type: 'compiled',
+            id: msg.id,
+            error: (err as Error).message,
+          } satisfies FromWorker),
+      );
+    } else if (msg.type === 'cancel') {
+      const waiting = awaitingGrammar.get(msg.id);
+      if (waiting) waiting.cancelled = true;
+      else scheduler.cancel(msg.id);
+    } else if (msg.type === 'pause' || msg.type === 'resume') {
+      const waiting = awaitingGrammar.get(msg.id);
+      if (waiting) waiting.paused = msg.type === 'pause';
+      else if (msg.type === 'pause') scheduler.pause(msg.id);
+      else scheduler.resume(msg.id);
+    } else if (msg.type === 'close') scheduler.close();
   });
   const shape: LoadedShape = {
     numLayers: model.numLayers,

@@ -1,0 +1,53 @@
+import type { MatcherHandle, XGrammarBinding } from './xgrammar.js';
+
+/**
+ * One sequence's place in its grammar: the tokens allowed next (as a mask on that row's logits) and the tokens
+ * accepted so far. The stop tokens (EOS, <|im_end|>) are allowed only where the grammar may end, so a row that
+ * samples one has finished its grammar.
+ */
+export class RowConstraint {
+  private disposed = false;
+
+  constructor(
+    private readonly binding: XGrammarBinding,
+    private readonly matcher: MatcherHandle,
+    private readonly vocabSize: number,
+  ) {}
+
+  /** Sets every token the grammar does not allow next to -Infinity, in place (the row's other settings apply after). */
+  mask(logits: Float32Array): void {
+    const vec = this.matcher.GetNextTokenBitmask(this.vocabSize);
+    try {
+      // A view into the module's memory: read before the vector is freed.
+      const bits = this.binding.vecIntToView(vec);
+      const n = Math.min(logits.length, this.vocabSize);
+      for (let word = 0; word * 32 < n; word++) {
+        const w = bits[word]!;
+        if (w === -1) continue;
+        const end = Math.min(32, n - word * 32);
+        for (let b = 0; b < end; b++) {
+          if (((w >>> b) & 1) === 0) logits[word * 32 + b] = Number.NEGATIVE_INFINITY;
+        }
+      }
+      // Ids past the vocabulary (padded logits) are never text.
+      for (let i = n; i < logits.length; i++) logits[i] = Number.NEGATIVE_INFINITY;
+    } finally {
+      vec.delete();
+    }
+  }
+
+  /** Advances the grammar by the sampled token; false if the grammar refused it (a bug: it was masked). */
+  accept(tokenId: number): boolean {
+    return this.matcher.AcceptToken(tokenId, false);
+  }
+
+  get terminated(): boolean {
+    return this.matcher.IsTerminated();
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.matcher.delete();
+  }
+}
