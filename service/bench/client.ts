@@ -1,21 +1,29 @@
 /**
- * One streamed chat completion over node:http/https, timed. Global fetch cannot be given a CA bundle, and the
- * scheduled run trusts the deployment's private CA through --ca-file, so this speaks HTTP itself through an
- * Agent that carries the CA (and keeps connections alive between a client's requests, as a real client would).
+ * One streamed completion (chat or legacy completions) over node:http/https, timed chunk by chunk. Global fetch
+ * cannot be given a CA bundle, and the scheduled run trusts the deployment's private CA through --ca-file, so
+ * this speaks HTTP itself through an Agent that carries the CA (and keeps connections alive between a client's
+ * requests, as a real client would).
  */
 import http from 'node:http';
 import https from 'node:https';
+import type { Api } from './args.js';
 
 /** A stalled stream (no byte for this long) fails the request rather than hanging the scheduled run. */
 export const IDLE_TIMEOUT_MS = 120_000; // 2 minutes
-/** The same prompt every run, so that runs compare. */
-export const BENCH_PROMPT = 'Continue the story: In the beginning';
+
+export const API_PATHS: Record<Api, string> = {
+  chat: '/v1/chat/completions',
+  completions: '/v1/completions',
+};
 
 export interface RequestTarget {
-  /** `${url}/v1/chat/completions` */
+  api: Api;
+  /** `${url}${API_PATHS[api]}` */
   endpoint: URL;
   model: string;
   maxTokens: number;
+  /** Send vLLM's ignore_eos and min_tokens so that every request generates maxTokens tokens. */
+  ignoreEos: boolean;
   token?: string | undefined;
   agent: http.Agent;
 }
@@ -23,15 +31,19 @@ export interface RequestTarget {
 export interface RequestResult {
   ok: boolean;
   /** HTTP status; absent when no response came (connection refused, TLS failure, reset). */
-  status?: number;
+  status?: number | undefined;
   /** Why it failed: `HTTP 401: …`, an `event: error` message, a socket error. */
-  error?: string;
-  /** Seconds from sending to the first non-empty content delta. */
-  ttft?: number;
-  /** Seconds from sending to the end of the stream. */
+  error?: string | undefined;
+  /** Seconds from sending to the first chunk with content (vLLM's TTFT). */
+  ttft?: number | undefined;
+  /** Seconds between successive chunks with content after the first (vLLM's ITL: per chunk, not per token). */
+  itl: number[];
+  /** Seconds from sending to the end of the stream (vLLM's E2EL). */
   e2e: number;
-  /** completion_tokens of the usage chunk. */
+  /** usage.completion_tokens, else the number of chunks with content. */
   outputTokens: number;
+  /** usage.prompt_tokens; undefined when the server sent no usage. */
+  promptTokens?: number | undefined;
 }
 
 export function createAgent(url: URL, options: { ca?: Buffer | undefined; maxSockets: number }): http.Agent {
@@ -40,14 +52,22 @@ export function createAgent(url: URL, options: { ca?: Buffer | undefined; maxSoc
     : new http.Agent({ keepAlive: true, maxSockets: options.maxSockets });
 }
 
-export function streamChat(target: RequestTarget): Promise<RequestResult> {
-  const body = JSON.stringify({
+export function requestBody(
+  target: Omit<RequestTarget, 'agent' | 'endpoint' | 'token'>,
+  prompt: string,
+): string {
+  return JSON.stringify({
     model: target.model,
-    messages: [{ role: 'user', content: BENCH_PROMPT }],
+    ...(target.api === 'chat' ? { messages: [{ role: 'user', content: prompt }] } : { prompt }),
     max_tokens: target.maxTokens,
     stream: true,
     stream_options: { include_usage: true },
+    ...(target.ignoreEos ? { ignore_eos: true, min_tokens: target.maxTokens } : {}),
   });
+}
+
+export function streamCompletion(target: RequestTarget, prompt: string): Promise<RequestResult> {
+  const body = requestBody(target, prompt);
   const headers: http.OutgoingHttpHeaders = {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
@@ -65,6 +85,8 @@ export function streamChat(target: RequestTarget): Promise<RequestResult> {
       settled = true;
       resolve({ ...result, e2e: seconds() });
     };
+    const failed = (status: number | undefined, error: string) =>
+      finish({ ok: false, status, error, itl: [], outputTokens: 0 });
     const req = request(target.endpoint, { method: 'POST', headers, agent: target.agent }, (res) => {
       const status = res.statusCode ?? 0;
       res.setEncoding('utf8');
@@ -73,27 +95,29 @@ export function streamChat(target: RequestTarget): Promise<RequestResult> {
         res.on('data', (chunk: string) => {
           text += chunk;
         });
-        res.on('end', () => finish({ ok: false, status, error: httpError(status, text), outputTokens: 0 }));
+        res.on('end', () => failed(status, httpError(status, text)));
         return;
       }
       const parser = new StreamParser(seconds);
       res.on('data', (chunk: string) => parser.push(chunk));
       res.on('end', () => finish({ status, ...parser.result() }));
-      res.on('error', (err) => finish({ ok: false, status, error: err.message, outputTokens: 0 }));
+      res.on('error', (err) => failed(status, err.message));
     });
     req.setTimeout(IDLE_TIMEOUT_MS, () => req.destroy(new Error(`no data for ${IDLE_TIMEOUT_MS / 1000} s`)));
-    req.on('error', (err: NodeJS.ErrnoException) =>
-      finish({ ok: false, error: err.message, outputTokens: 0 }),
-    );
+    req.on('error', (err: NodeJS.ErrnoException) => failed(undefined, err.message));
     req.end(body);
   });
 }
 
-/** Server-Sent Events as chatmirror (and OpenAI) write them: `event:`/`data:` lines, frames split by a blank line. */
-class StreamParser {
+/** Server-Sent Events as chatmirror, OpenAI and vLLM write them: `event:`/`data:` lines, frames split by a blank line. */
+export class StreamParser {
   private buffer = '';
   private ttft: number | undefined;
+  private last: number | undefined;
+  private readonly itl: number[] = [];
+  private contentChunks = 0;
   private outputTokens: number | undefined;
+  private promptTokens: number | undefined;
   private error: string | undefined;
   private done = false;
 
@@ -110,12 +134,11 @@ class StreamParser {
   }
 
   result(): Omit<RequestResult, 'e2e' | 'status'> {
-    const outputTokens = this.outputTokens ?? 0;
-    const ttft = this.ttft;
-    if (this.error !== undefined) return { ok: false, error: this.error, ttft, outputTokens };
-    if (!this.done) return { ok: false, error: 'stream ended without [DONE]', ttft, outputTokens };
-    if (this.outputTokens === undefined) return { ok: false, error: 'no usage chunk', ttft, outputTokens };
-    return { ok: true, ttft, outputTokens };
+    const partial = { ttft: this.ttft, itl: this.itl, promptTokens: this.promptTokens };
+    const outputTokens = this.outputTokens ?? this.contentChunks;
+    if (this.error !== undefined) return { ok: false, error: this.error, ...partial, outputTokens };
+    if (!this.done) return { ok: false, error: 'stream ended without [DONE]', ...partial, outputTokens };
+    return { ok: true, ...partial, outputTokens };
   }
 
   private frame(text: string): void {
@@ -142,16 +165,21 @@ class StreamParser {
       this.error ??= `error event: ${json.error?.message ?? payload.slice(0, 200)}`;
       return;
     }
-    if (this.ttft === undefined && json.choices?.some((c) => (c.delta?.content ?? '') !== '')) {
-      this.ttft = this.seconds();
+    if (json.choices?.some((c) => (c.delta?.content ?? c.text ?? '') !== '')) {
+      const now = this.seconds();
+      if (this.ttft === undefined) this.ttft = now;
+      else this.itl.push(now - this.last!);
+      this.last = now;
+      this.contentChunks += 1;
     }
     if (typeof json.usage?.completion_tokens === 'number') this.outputTokens = json.usage.completion_tokens;
+    if (typeof json.usage?.prompt_tokens === 'number') this.promptTokens = json.usage.prompt_tokens;
   }
 }
 
 interface ChunkShape {
-  choices?: { delta?: { content?: string | null } }[];
-  usage?: { completion_tokens?: number } | null;
+  choices?: { delta?: { content?: string | null }; text?: string }[];
+  usage?: { completion_tokens?: number; prompt_tokens?: number } | null;
   error?: { message?: string };
 }
 
