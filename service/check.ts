@@ -2,42 +2,67 @@
  * `chatmirror check [--config FILE] [--json]`: will `serve` work here, with this configuration, on this machine (or
  * in this container)? Loads the configuration as `serve` does; verifies every file of the model directory against
  * its SHA256SUMS; checks the files the configuration names and the cache directory the server writes to; compares
- * the CPUs and memory available (cgroup limits included) with what the model and the batch settings need. Prints
- * one line per check; fails (exit 1) naming what is wrong. Reads only: it creates nothing, even the cache.
+ * whether the configured ports can be bound; compares the CPUs and memory available (cgroup limits included) with
+ * what the model needs at start and in the worst case the batch settings allow. Prints one line per check; fails
+ * (exit 1) naming what is wrong. Reads only: it creates nothing, even the cache (a port is bound and released).
  */
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import { access, readdir, readFile, stat } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { availableParallelism, totalmem } from 'node:os';
 import { dirname, join, relative } from 'node:path';
-import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config/load.js';
 import { cacheDir } from './config/paths.js';
 import type { ServiceConfig } from './config/schema.js';
 import { EngineError } from './engine/errors.js';
+import { ELEMENT_BYTES, GraphFormatError, graphInputTypes } from './engine/graph-inputs.js';
 import { MANIFEST_FILE, type Manifest, readManifest } from './engine/manifest.js';
 import { type HfModelConfig, loadModelFiles } from './engine/model-files.js';
-import type { CommandOutput } from './security/auth/commands.js';
-import { UsageError } from './security/auth/commands.js';
+import { type CommandOutput, parsedArgs } from './security/auth/commands.js';
 
 export const CHECK_USAGE = `  chatmirror check [--config FILE] [--json]
                                          will serve work here? config, model files against SHA256SUMS,
-                                         certificates, cache, and CPUs and memory against the model's needs`;
+                                         certificates, cache, ports, and CPUs and memory against the model's needs`;
+
+export const CHECK_HELP = `usage: chatmirror check [--config FILE] [--json]
+
+Will \`chatmirror serve\` work here, with this configuration, on this machine (or in this container)? Loads the
+configuration as serve does, then checks: the model directory against its SHA256SUMS (every file hashed), the TLS
+files, auth, the cache directory serve writes to, whether server.port (and metrics.port) can be bound now, and
+the CPUs and memory available (cgroup limits included) against what the model needs at start and in the worst
+case (every engine.maxBatchSize slot holding engine.contextLength tokens). One line per check (ok, warn, FAIL);
+exits 1 when any failed. Reads only: it creates nothing.
+
+options:
+  -c, --config FILE   YAML or JSON config file, as serve (default: $CHATMIRROR_CONFIG); CHATMIRROR_<SECTION>_<KEY>
+                      environment variables apply too
+  --json              print the report as JSON (results, system, needs)
+  -h, --help          this help
+
+examples:
+  chatmirror check --config /etc/chatmirror/config.yaml
+  CHATMIRROR_ENGINE_MODEL_DIR=~/.cache/chatmirror/models/smollm2-135m-instruct chatmirror check`;
 
 /** Node reads a file whole only up to 2 GiB (fs.readFile's limit), and the engine reads each weights file whole. */
 export const MAX_WHOLE_FILE_BYTES = 2 ** 31 - 1;
 /** Above this share of the available memory the estimate leaves too little margin for the rest. */
 export const MEMORY_WARN_FRACTION = 0.8;
-/** Node, onnxruntime, the tokenizer and Fastify: the image serving the 1.5 MB test model has a VmRSS of ~130 MB. */
-export const RUNTIME_OVERHEAD_BYTES = 200 * 1024 * 1024;
-/** The KV cache is float32 or float16 depending on the graph; the estimate assumes the larger. */
-const KV_BYTES_PER_ELEMENT = 4;
+/**
+ * Node, onnxruntime's arenas and threads, the tokenizer threads and Fastify, beside the weights. Measured on
+ * SmolLM2-135M-Instruct (issue 11): server VmRSS at ready minus twice the graph's size was 452 MiB for fp32
+ * (1694 MiB, 621 MiB graph) and 532 MiB for int8 (844 MiB, 156 MiB graph); the whole process serving the 1.5 MB
+ * test model is ~130 MB, so this overstates small models and fits real ones.
+ */
+export const RUNTIME_OVERHEAD_BYTES = 512 * 1024 * 1024;
+/** When the graph's KV inputs cannot be read, the larger of the two types the engine supports is assumed. */
+const FALLBACK_KV_TYPE = 'float32';
 const CERT_EXPIRY_WARN_MS = 7 * 24 * 60 * 60 * 1000; // 7 days
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
 export interface CheckResult {
-  /** config, model, tls, auth, cache, cpu, memory */
+  /** config, model, tls, auth, cache, port, cpu, memory */
   name: string;
   status: CheckStatus;
   detail: string;
@@ -56,9 +81,23 @@ export interface SystemResources {
 export interface ModelNeeds {
   /** Bytes of the graph and its external data, as loaded. */
   weightsBytes: number;
+  /** RUNTIME_OVERHEAD_BYTES: the process beside the weights and the KV cache. */
+  runtimeBytes: number;
+  /** The KV cache's element type, as the graph declares its past_key_values inputs (or the fallback). */
+  kvType: string;
+  /** Where kvType came from: `graph` (read from its inputs) or `assumed`. */
+  kvTypeSource: 'graph' | 'assumed';
+  /** Tokens per slot in the worst case: engine.contextLength, or the model's context. */
+  contextLength: number;
+  /** Slots in the worst case: engine.maxBatchSize. */
+  batchSize: number;
   /** KV cache with every batch slot at full context, past and present tensors both alive. */
   kvCacheBytes: number;
-  /** What the process needs at its peak, overhead included. */
+  /** At start, before any request: the weights held twice (the verified bytes and onnxruntime's copy) + runtime. */
+  startBytes: number;
+  /** Every slot holding contextLength tokens: the weights twice, the runtime and the full KV cache. */
+  worstCaseBytes: number;
+  /** The figure compared with the memory available: worstCaseBytes. */
   estimatedBytes: number;
 }
 
@@ -119,6 +158,7 @@ export async function runChecks(options: CheckOptions = {}): Promise<CheckReport
   await checkTls(config, report);
   await checkAuth(config, report);
   await checkCache(config, env, report);
+  await checkPorts(config, report);
   checkCpus(config, system, report);
   if (needs !== undefined) checkMemory(needs, system, report);
   return done(needs);
@@ -130,6 +170,19 @@ type Report = (name: string, status: CheckStatus, detail: string) => void;
 
 async function checkModel(config: ServiceConfig, report: Report): Promise<ModelNeeds | undefined> {
   const { modelDir, graphFile } = config.engine;
+  // Said before anything else about the directory: "has no SHA256SUMS" would send the user looking for a file.
+  const dirInfo = await stat(modelDir).catch(() => undefined);
+  if (dirInfo === undefined || !dirInfo.isDirectory()) {
+    report(
+      'model',
+      'fail',
+      `engine.modelDir ${modelDir} ${dirInfo === undefined ? 'does not exist' : 'is not a directory'}` +
+        (modelDir.includes('.cache/chatmirror/models')
+          ? ' (build it first: bash test/fixtures/models/build.sh …)'
+          : ''),
+    );
+    return undefined;
+  }
   let manifest: Manifest;
   let hfConfig: HfModelConfig;
   try {
@@ -193,27 +246,58 @@ async function checkModel(config: ServiceConfig, report: Report): Promise<ModelN
     hfConfig,
     config,
     weightSizes.reduce((a, b) => a + b, 0),
+    await kvTypeOf(join(modelDir, graphFile)),
   );
 }
 
-/** Memory the engine needs for this model and these batch settings (see the constants for what is assumed). */
+/** The element type of the graph's first past_key_values input, read from the file without loading it. */
+async function kvTypeOf(graph: string): Promise<string | undefined> {
+  try {
+    const inputs = await graphInputTypes(graph);
+    for (const [name, type] of inputs) if (name.startsWith('past_key_values.')) return type;
+    return undefined;
+  } catch (err) {
+    if (err instanceof GraphFormatError) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Memory the engine needs for this model and these batch settings, at start and in the worst case (see the
+ * constants for what is assumed). `kvType` is the graph's (`float32` when unknown).
+ */
 export function modelNeeds(
   hf: HfModelConfig,
   config: { engine: Pick<ServiceConfig['engine'], 'contextLength' | 'maxBatchSize'> },
   weightsBytes: number,
+  kvType?: string,
 ): ModelNeeds {
   const layers = hf.num_hidden_layers ?? 0;
   const heads = hf.num_attention_heads ?? 1;
   const kvHeads = hf.num_key_value_heads ?? heads;
   const headDim = hf.head_dim ?? Math.floor((hf.hidden_size ?? 0) / heads);
   const modelContext = hf.max_position_embeddings ?? 2048;
-  const context = Math.min(config.engine.contextLength ?? modelContext, modelContext);
+  const contextLength = Math.min(config.engine.contextLength ?? modelContext, modelContext);
+  const batchSize = config.engine.maxBatchSize;
+  const known = kvType !== undefined && ELEMENT_BYTES[kvType] !== undefined;
+  const type = known ? kvType : FALLBACK_KV_TYPE;
   // Keys and values, for the past and the present tensors of a decode step.
-  const kvCacheBytes =
-    2 * 2 * layers * kvHeads * headDim * context * config.engine.maxBatchSize * KV_BYTES_PER_ELEMENT;
-  // Loading holds the verified bytes and onnxruntime's copy of them at once; serving holds the session and the cache.
-  const estimatedBytes = Math.max(2 * weightsBytes, weightsBytes + kvCacheBytes) + RUNTIME_OVERHEAD_BYTES;
-  return { weightsBytes, kvCacheBytes, estimatedBytes };
+  const kvCacheBytes = 2 * 2 * layers * kvHeads * headDim * contextLength * batchSize * ELEMENT_BYTES[type]!;
+  // The engine keeps the verified bytes it hashed and hands them to onnxruntime, which holds its own copy.
+  const startBytes = 2 * weightsBytes + RUNTIME_OVERHEAD_BYTES;
+  const worstCaseBytes = startBytes + kvCacheBytes;
+  return {
+    weightsBytes,
+    runtimeBytes: RUNTIME_OVERHEAD_BYTES,
+    kvType: type,
+    kvTypeSource: known ? 'graph' : 'assumed',
+    contextLength,
+    batchSize,
+    kvCacheBytes,
+    startBytes,
+    worstCaseBytes,
+    estimatedBytes: worstCaseBytes,
+  };
 }
 
 async function sha256File(path: string): Promise<string> {
@@ -367,21 +451,71 @@ function checkCpus(config: ServiceConfig, system: SystemResources, report: Repor
 }
 
 function checkMemory(needs: ModelNeeds, system: SystemResources, report: Report): void {
+  const kv =
+    `KV cache ${formatBytes(needs.kvCacheBytes)} = ${needs.batchSize} slots (engine.maxBatchSize) × ` +
+    `${needs.contextLength} tokens (engine.contextLength) of ${needs.kvType}` +
+    (needs.kvTypeSource === 'assumed' ? ' (assumed: the graph declares no past_key_values type)' : '');
   const summary =
-    `needs ~${formatBytes(needs.estimatedBytes)} (weights ${formatBytes(needs.weightsBytes)}, KV cache up to ` +
-    `${formatBytes(needs.kvCacheBytes)}), ${formatBytes(system.memoryBytes)} available (${system.memorySource})`;
-  if (needs.estimatedBytes > system.memoryBytes) {
+    `at start ~${formatBytes(needs.startBytes)} (weights ${formatBytes(needs.weightsBytes)} × 2 + runtime ` +
+    `${formatBytes(needs.runtimeBytes)}); worst case ~${formatBytes(needs.worstCaseBytes)} (+ ${kv}); ` +
+    `${formatBytes(system.memoryBytes)} available (${system.memorySource})`;
+  if (needs.startBytes > system.memoryBytes) {
     report(
       'memory',
       'fail',
-      `${summary}: lower engine.maxBatchSize or engine.contextLength, use a smaller (quantized) model, or give ` +
-        'the process more memory',
+      `${summary}: the model does not fit even idle: use a smaller (quantized) model, or give the process more memory`,
     );
-  } else if (needs.estimatedBytes > MEMORY_WARN_FRACTION * system.memoryBytes) {
-    report('memory', 'warn', `${summary}: little headroom`);
+  } else if (needs.worstCaseBytes > system.memoryBytes) {
+    report(
+      'memory',
+      'fail',
+      `${summary}: the worst case does not fit: lower engine.maxBatchSize or engine.contextLength, use a ` +
+        'smaller (quantized) model, or give the process more memory',
+    );
+  } else if (needs.worstCaseBytes > MEMORY_WARN_FRACTION * system.memoryBytes) {
+    report('memory', 'warn', `${summary}: little headroom in the worst case`);
   } else {
     report('memory', 'ok', summary);
   }
+}
+
+/** Whether `serve` could listen where it is configured to, now: another process on the port fails it. */
+async function checkPorts(config: ServiceConfig, report: Report): Promise<void> {
+  const host = config.server.host;
+  const ports: { key: string; env: string; port: number }[] = [
+    { key: 'server.port', env: 'CHATMIRROR_SERVER_PORT', port: config.server.port },
+    ...(config.metrics.enabled && config.metrics.port !== undefined
+      ? [{ key: 'metrics.port', env: 'CHATMIRROR_METRICS_PORT', port: config.metrics.port }]
+      : []),
+  ];
+  const problems: string[] = [];
+  const free: string[] = [];
+  for (const { key, env, port } of ports) {
+    if (port === 0) {
+      free.push(`${key} 0 (a free port is picked at start)`);
+      continue;
+    }
+    const code = await tryListen(host, port);
+    if (code === undefined) free.push(`${host}:${port} (${key})`);
+    else if (code === 'EADDRINUSE')
+      problems.push(`${host}:${port} (${key}) is in use by another process: stop it, or set ${key} (${env})`);
+    else if (code === 'EACCES')
+      problems.push(`${host}:${port} (${key}) needs privileges to bind: use a port above 1023 (${env})`);
+    else if (code === 'EADDRNOTAVAIL')
+      problems.push(`${host} (server.host) is not an address of this machine`);
+    else problems.push(`${host}:${port} (${key}) cannot be bound: ${code}`);
+  }
+  if (problems.length > 0) report('port', 'fail', problems.join('; '));
+  else report('port', 'ok', `free: ${free.join(', ')}`);
+}
+
+/** Binds and releases host:port; the error code when that fails. */
+function tryListen(host: string, port: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    server.listen({ host, port, exclusive: true }, () => server.close(() => resolve(undefined)));
+  });
 }
 
 /** CPUs and memory this process may use: the OS's figures, lowered by cgroup (v2 or v1) limits when set. */
@@ -451,17 +585,7 @@ export function formatReport(report: CheckReport): string {
 
 /** The `check` subcommand: prints the report (or JSON with --json) and throws CheckFailedError when a check failed. */
 export async function check(argv: string[], out: CommandOutput = process.stdout): Promise<void> {
-  let values: { config?: string | undefined; json?: boolean | undefined };
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message.split('\n')[0]!);
-  }
+  const { values } = parsedArgs(argv, { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } });
   const report = await runChecks({ configFile: values.config });
   out.write(values.json === true ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
   if (!report.ok) throw new CheckFailedError(report);

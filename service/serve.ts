@@ -97,6 +97,7 @@ export async function serve(options: ServeOptions = {}): Promise<RunningService>
       modelId: config.models.id,
       caFile: tls?.selfSigned ? tls.files.certFile : undefined,
       devToken: dev ? await dev.mintDevToken() : undefined,
+      authRequired: !config.auth.publicRoutes.includes('/v1/chat/completions'),
     }),
   );
   if (metricsListener) process.stdout.write(`  metrics: http://${metricsListener.address}/metrics\n\n`);
@@ -220,18 +221,24 @@ async function setUpDevAuth(config: ServiceConfig, env: NodeJS.ProcessEnv): Prom
   return dev;
 }
 
-/** The lines printed once listening: where the API is and a request to paste into a terminal. */
+/**
+ * The lines printed once listening: where the API is, what a client must trust and send, each as a line to paste
+ * (`export CHATMIRROR_CA=…`, `export CHATMIRROR_TOKEN=…`, what README's examples use), and a request to try.
+ */
 export function howToCall(options: {
   baseUrl: string;
   modelId: string;
   caFile?: string | undefined;
   devToken?: string | undefined;
+  /** Whether the chat route needs a credential (it does unless auth.publicRoutes lists it); default true. */
+  authRequired?: boolean;
 }): string {
   const url = `${options.baseUrl}/v1/chat/completions`;
   const body = JSON.stringify({ model: options.modelId, messages: [{ role: 'user', content: 'Say hello' }] });
+  const authRequired = options.authRequired ?? true;
   const curl = [
     `curl ${options.caFile === undefined ? '' : `--cacert ${shellQuote(options.caFile)} `}${url}`,
-    ...(options.devToken === undefined ? [] : [`-H "Authorization: Bearer $CHATMIRROR_TOKEN"`]),
+    ...(authRequired ? [`-H "Authorization: Bearer $CHATMIRROR_TOKEN"`] : []),
     `-H 'Content-Type: application/json'`,
     `-d ${shellQuote(body)}`,
   ].join(' \\\n    ');
@@ -240,13 +247,21 @@ export function howToCall(options: {
     `  chat completions: POST ${url}`,
     ...(options.caFile === undefined
       ? []
-      : [`  self-signed development certificate: ${options.caFile} (clients must trust it explicitly)`]),
-    ...(options.devToken === undefined
-      ? []
       : [
+          `  self-signed development certificate: ${options.caFile} (clients must trust it explicitly)`,
+          `  export CHATMIRROR_CA=${shellQuote(options.caFile)}`,
+        ]),
+    ...(options.devToken !== undefined
+      ? [
           '  development token (all scopes, valid 1 hour; `chatmirror token` mints real ones):',
           `  export CHATMIRROR_TOKEN=${options.devToken}`,
-        ]),
+        ]
+      : authRequired
+        ? [
+            '  credentials: as configured (auth.jwt, auth.apiKeys); put a token from `chatmirror token` or an API',
+            '  key in CHATMIRROR_TOKEN for the request below',
+          ]
+        : []),
     '',
     '  try:',
     `  ${curl}`,

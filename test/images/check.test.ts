@@ -3,6 +3,7 @@
  * and keys, an unwritable cache, and made-up machines (CPUs, memory, cgroup files) for the capacity checks.
  */
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -36,9 +37,12 @@ const BIG_MACHINE: SystemResources = {
   memorySource: 'test',
 };
 
-/** Env with nothing from the developer's shell: defaults, a private cache, and the given settings. */
+/**
+ * Env with nothing from the developer's shell: defaults, a private cache, and the given settings. Port 0, so a
+ * server a developer runs on 8443 does not fail the port check here (its own test takes a port deliberately).
+ */
 function env(settings: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return { CHATMIRROR_CACHE: fresh('cache'), ...settings };
+  return { CHATMIRROR_CACHE: fresh('cache'), CHATMIRROR_SERVER_PORT: '0', ...settings };
 }
 
 function result(report: CheckReport, name: string) {
@@ -113,14 +117,83 @@ describe('runChecks', () => {
     });
   });
 
-  it('fails when the model and batch settings need more memory than there is, saying what to change', async () => {
-    const small = { ...BIG_MACHINE, memoryBytes: 100 * 1024 * 1024 };
-    const report = await runChecks({ env: env(), system: small });
+  it('fails when the worst case needs more memory than there is, saying what to change', async () => {
+    const { needs } = await runChecks({ env: env(), system: BIG_MACHINE });
+    // Room for the model at start, not for every slot at full context.
+    const between = { ...BIG_MACHINE, memoryBytes: needs!.startBytes + needs!.kvCacheBytes / 2 };
+    const report = await runChecks({ env: env(), system: between });
     expect(report.ok).toBe(false);
     expect(result(report, 'memory')).toMatchObject({
       status: 'fail',
-      detail: expect.stringMatching(/needs ~.* 100\.0 MiB available \(test\): lower engine\.maxBatchSize/),
+      detail: expect.stringMatching(
+        /^at start ~.* worst case ~.*\(\+ KV cache 8\.0 MiB = 16 slots \(engine\.maxBatchSize\) × 512 tokens \(engine\.contextLength\) of float32\); .* available \(test\): the worst case does not fit: lower engine\.maxBatchSize or engine\.contextLength/,
+      ),
     });
+    const lowered = await runChecks({ env: env({ CHATMIRROR_ENGINE_MAX_BATCH_SIZE: '4' }), system: between });
+    expect(lowered.ok).toBe(true);
+    expect(result(lowered, 'memory').status).not.toBe('fail');
+
+    const tiny = { ...BIG_MACHINE, memoryBytes: 100 * 1024 * 1024 };
+    expect(result(await runChecks({ env: env(), system: tiny }), 'memory')).toMatchObject({
+      status: 'fail',
+      detail: expect.stringContaining('does not fit even idle'),
+    });
+  });
+
+  it('labels both figures and reads the KV cache type from the graph', async () => {
+    const { needs } = await runChecks({ env: env(), system: BIG_MACHINE });
+    expect(needs).toMatchObject({
+      kvType: 'float32',
+      kvTypeSource: 'graph',
+      batchSize: 16,
+      contextLength: 512,
+    });
+    expect(needs!.startBytes).toBe(2 * needs!.weightsBytes + RUNTIME_OVERHEAD_BYTES);
+    expect(needs!.worstCaseBytes).toBe(needs!.startBytes + needs!.kvCacheBytes);
+    expect(needs!.estimatedBytes).toBe(needs!.worstCaseBytes);
+  });
+
+  it('says a missing model directory does not exist (not that it lacks a manifest)', async () => {
+    const missing = join(fresh('absent'), 'no-such-model');
+    const report = await runChecks({
+      env: env({ CHATMIRROR_ENGINE_MODEL_DIR: missing }),
+      system: BIG_MACHINE,
+    });
+    expect(result(report, 'model')).toEqual({
+      name: 'model',
+      status: 'fail',
+      detail: `engine.modelDir ${missing} does not exist`,
+    });
+  });
+
+  it('fails when another process holds the configured port, naming it and the setting', async () => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen({ host: '127.0.0.1', port: 0 }, resolve));
+    try {
+      const { port } = holder.address() as AddressInfo;
+      const report = await runChecks({
+        env: env({ CHATMIRROR_SERVER_PORT: String(port) }),
+        system: BIG_MACHINE,
+      });
+      expect(report.ok).toBe(false);
+      expect(result(report, 'port')).toEqual({
+        name: 'port',
+        status: 'fail',
+        detail: `127.0.0.1:${port} (server.port) is in use by another process: stop it, or set server.port (CHATMIRROR_SERVER_PORT)`,
+      });
+      holder.close();
+      await new Promise((resolve) => holder.once('close', resolve));
+      const freed = await runChecks({
+        env: env({ CHATMIRROR_SERVER_PORT: String(port) }),
+        system: BIG_MACHINE,
+      });
+      expect(result(freed, 'port')).toMatchObject({
+        status: 'ok',
+        detail: `free: 127.0.0.1:${port} (server.port)`,
+      });
+    } finally {
+      holder.close();
+    }
   });
 
   it('warns when the estimate leaves less than 20% of the memory free', async () => {
@@ -226,9 +299,24 @@ describe('modelNeeds', () => {
     expect(lowered.kvCacheBytes).toBe(4 * GiB);
   });
 
-  it('counts the weights twice while loading, when that is the peak', () => {
-    const needs = modelNeeds({ ...hf, num_hidden_layers: 0 }, { engine }, GiB);
-    expect(needs.estimatedBytes).toBe(2 * GiB + RUNTIME_OVERHEAD_BYTES);
+  it('counts the weights twice at start, and adds the full KV cache for the worst case', () => {
+    const needs = modelNeeds({ ...hf, max_position_embeddings: 8192 }, { engine }, GiB, 'float32');
+    expect(needs.startBytes).toBe(2 * GiB + RUNTIME_OVERHEAD_BYTES);
+    expect(needs.worstCaseBytes).toBe(2 * GiB + RUNTIME_OVERHEAD_BYTES + 16 * GiB);
+  });
+
+  it('sizes a float16 cache at half, and assumes float32 where the graph says nothing', () => {
+    const full = { ...hf, max_position_embeddings: 8192 };
+    expect(modelNeeds(full, { engine }, 0, 'float16')).toMatchObject({
+      kvType: 'float16',
+      kvTypeSource: 'graph',
+      kvCacheBytes: 8 * GiB,
+    });
+    expect(modelNeeds(full, { engine }, 0)).toMatchObject({
+      kvType: 'float32',
+      kvTypeSource: 'assumed',
+      kvCacheBytes: 16 * GiB,
+    });
   });
 });
 
@@ -296,7 +384,7 @@ describe('chatmirror check', () => {
   }
 
   it('prints one line per check and a verdict', async () => {
-    const { printed, error } = await run([], {});
+    const { printed, error } = await run([], { CHATMIRROR_SERVER_PORT: '0' });
     expect(error).toBeUndefined();
     expect(printed).toMatch(/^ {2}ok {4}config /m);
     expect(printed).toMatch(/^ {2}ok {4}model .*verified against SHA256SUMS$/m);
@@ -307,7 +395,7 @@ describe('chatmirror check', () => {
     const { printed, error } = await run([], { CHATMIRROR_ENGINE_MODEL_DIR: join(root, 'no-such-model') });
     expect(error).toBeInstanceOf(CheckFailedError);
     expect(error?.exitCode).toBe(1);
-    expect(error?.message).toMatch(/^check failed: model: model directory .*no-such-model has no SHA256SUMS/);
+    expect(error?.message).toMatch(/^check failed: model: engine\.modelDir .*no-such-model does not exist$/);
     expect(printed).toMatch(/^ {2}FAIL {2}model /m);
     expect(printed).toMatch(/^1 check failed$/m);
   });

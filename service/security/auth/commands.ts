@@ -5,7 +5,7 @@
  */
 import { access } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { Value } from '@sinclair/typebox/value';
 import type { JWK } from 'jose';
 import { SCOPES, type Scope, type SubjectLimits, SubjectLimitsSchema } from '../../config/schema.js';
@@ -21,15 +21,58 @@ import {
   writeKeySet,
 } from './keys.js';
 
-export const AUTH_USAGE = `  chatmirror keygen [--alg EdDSA|ES256|RS256] [--dir DIR] [--iss ISS] [--aud AUD]
+export const KEYGEN_USAGE = `  chatmirror keygen [--alg EdDSA|ES256|RS256] [--dir DIR] [--iss ISS] [--aud AUD]
                                          a JWT signing key (DIR/private.jwk.json) and its JWKS (DIR/jwks.json)
   chatmirror keygen --rotate [--dir DIR]   a new signing key; jwks.json keeps the previous public key
   chatmirror keygen --api-key ID [--scope "chat models:read"] [--limits JSON]
-                                         a static API key, printed once, and its config entry
-  chatmirror token --key DIR/private.jwk.json --iss ISS --aud AUD --sub SUBJECT --scope "chat models:read"
+                                         a static API key, printed once, and its config entry`;
+export const TOKEN_USAGE = `  chatmirror token --key DIR/private.jwk.json --iss ISS --aud AUD --sub SUBJECT --scope "chat models:read"
                    [--ttl 15m] [--limits '{"requestsPerMinute":10}']
                                          mint a JWT (ttl: 90s, 15m, 2h, 7d); the server refuses tokens older
                                          than auth.jwt.maxTokenAgeSeconds (default 1h) whatever their ttl`;
+export const AUTH_USAGE = `${KEYGEN_USAGE}\n${TOKEN_USAGE}`;
+
+export const KEYGEN_HELP = `usage: chatmirror keygen [--alg EdDSA|ES256|RS256] [--dir DIR] [--iss ISS] [--aud AUD]
+       chatmirror keygen --rotate [--dir DIR]
+       chatmirror keygen --api-key ID [--scope SCOPES] [--limits JSON]
+
+Makes a JWT signing key (DIR/private.jwk.json, mode 0600) and its public JWKS (DIR/jwks.json), and prints the
+auth.jwt config to paste; --rotate adds a new signing key and keeps the previous public key in jwks.json, so
+tokens it signed stay valid until they expire; --api-key prints a static API key once, with its auth.apiKeys
+entry (the config holds only its hash).
+
+options:
+  --alg ALG           EdDSA (default), ES256 or RS256
+  --dir DIR           where the keys live (default ./chatmirror-keys)
+  --iss ISS, --aud AUD  issuer and audience for the printed config (default chatmirror)
+  --rotate            a new signing key in an existing --dir
+  --api-key ID        a static API key named ID instead of a signing key
+  --scope SCOPES      the API key's scopes, space- or comma-separated: chat, completions, models:read,
+                      metrics:read, admin (default "chat completions models:read")
+  --limits JSON       the API key's limits, e.g. '{"requestsPerMinute":30}'
+  -h, --help          this help
+
+examples:
+  chatmirror keygen --dir /etc/chatmirror/keys --iss https://chat.example.com --aud chatmirror
+  chatmirror keygen --api-key ci-bot --scope completions`;
+
+export const TOKEN_HELP = `usage: chatmirror token --key FILE --iss ISS --aud AUD --sub SUBJECT --scope SCOPES [--ttl 15m] [--limits JSON]
+
+Mints a JWT signed with a key from \`chatmirror keygen\` and prints it. The server refuses tokens older than
+auth.jwt.maxTokenAgeSeconds (default 1h) whatever their ttl.
+
+options:
+  --key FILE          the private key, DIR/private.jwk.json
+  --iss ISS, --aud AUD  must match the server's auth.jwt.issuer and audience
+  --sub SUBJECT       who the token is for (quotas are per subject)
+  --scope SCOPES      space- or comma-separated: chat, completions, models:read, metrics:read, admin
+  --ttl DURATION      90s, 15m, 2h or 7d, at most 366d (default 15m)
+  --limits JSON       per-subject limits, e.g. '{"requestsPerMinute":10}'
+  -h, --help          this help
+
+example:
+  chatmirror token --key chatmirror-keys/private.jwk.json --iss chatmirror --aud chatmirror --sub alice \\
+    --scope "chat models:read" --ttl 15m`;
 
 export const DEFAULT_KEY_DIR = 'chatmirror-keys'; // relative to the working directory
 export const DEFAULT_TOKEN_TTL = '15m';
@@ -90,10 +133,16 @@ export function parseLimits(text: string): SubjectLimits {
   return value;
 }
 
-/** Runs node:util parseArgs, turning its errors into one-line UsageErrors. */
-function parsed<T>(run: () => T): T {
+/**
+ * node:util parseArgs, strict and without positionals, its errors turned into one-line UsageErrors: every
+ * command parses its flags through this, so every bad flag exits 2.
+ */
+export function parsedArgs<const O extends NonNullable<ParseArgsConfig['options']>>(
+  args: string[],
+  options: O,
+) {
   try {
-    return run();
+    return parseArgs({ args, options, strict: true, allowPositionals: false });
   } catch (err) {
     // node:util's messages already name the option ("Unknown option '--x'", "Option '--sub <value>' argument missing").
     throw new UsageError((err as Error).message.split('\n')[0]!);
@@ -114,23 +163,16 @@ async function exists(file: string): Promise<boolean> {
 
 // ---- keygen ------------------------------------------------------------------------------------------------
 export async function keygen(argv: string[], out: CommandOutput = process.stdout): Promise<void> {
-  const { values } = parsed(() =>
-    parseArgs({
-      args: argv,
-      options: {
-        alg: { type: 'string' },
-        dir: { type: 'string' },
-        rotate: { type: 'boolean' },
-        iss: { type: 'string' },
-        aud: { type: 'string' },
-        'api-key': { type: 'string' },
-        scope: { type: 'string', multiple: true },
-        limits: { type: 'string' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }),
-  );
+  const { values } = parsedArgs(argv, {
+    alg: { type: 'string' },
+    dir: { type: 'string' },
+    rotate: { type: 'boolean' },
+    iss: { type: 'string' },
+    aud: { type: 'string' },
+    'api-key': { type: 'string' },
+    scope: { type: 'string', multiple: true },
+    limits: { type: 'string' },
+  });
   const apiKeyId = values['api-key'];
   if (apiKeyId !== undefined) {
     for (const other of ['alg', 'dir', 'rotate', 'iss', 'aud'] as const) {
@@ -215,22 +257,15 @@ async function apiKey(
 
 // ---- token -------------------------------------------------------------------------------------------------
 export async function token(argv: string[], out: CommandOutput = process.stdout): Promise<void> {
-  const { values } = parsed(() =>
-    parseArgs({
-      args: argv,
-      options: {
-        key: { type: 'string' },
-        iss: { type: 'string' },
-        aud: { type: 'string' },
-        sub: { type: 'string' },
-        scope: { type: 'string', multiple: true },
-        ttl: { type: 'string', default: DEFAULT_TOKEN_TTL },
-        limits: { type: 'string' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }),
-  );
+  const { values } = parsedArgs(argv, {
+    key: { type: 'string' },
+    iss: { type: 'string' },
+    aud: { type: 'string' },
+    sub: { type: 'string' },
+    scope: { type: 'string', multiple: true },
+    ttl: { type: 'string', default: DEFAULT_TOKEN_TTL },
+    limits: { type: 'string' },
+  });
   const keyFile = required('key', values.key);
   const issuer = required('iss', values.iss);
   const audience = required('aud', values.aud);
