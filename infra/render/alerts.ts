@@ -1,6 +1,7 @@
 /**
  * Prometheus alert rules: error rate, p99 latency, time to first token, service down, certificate expiry and
- * benchmark regression (plus a stale-benchmark and a disk alert that make the last two trustworthy).
+ * benchmark regressions of throughput and of latency against their rolling baseline (plus a stale-benchmark and a
+ * disk alert that make the last two trustworthy); test/infra/bench-alerts.test.ts runs them through `promtool test rules`.
  */
 import { stringify } from 'yaml';
 import type { AlertThresholds } from '../config.js';
@@ -15,6 +16,21 @@ export interface AlertRule {
 }
 
 const DAY = 86_400; // seconds
+/** The benchmark gauges carry one of these labels per load level (service/bench/output.ts). */
+const LEVEL =
+  '{{ if $labels.concurrency }}concurrency {{ $labels.concurrency }}{{ else }}rate {{ $labels.rate }}/s{{ end }}';
+const HISTORY_HINT =
+  'Compare the last runs with `chatmirror bench report` on the benchmarks history directory to find the change.';
+
+/**
+ * A benchmark figure against its rolling baseline: the gauge holds the last run's value between the daily runs,
+ * so its average over the 7 days before the last one is the average of about seven runs, weighted by how long
+ * each stood. The day before is left out so that the run being judged is not part of its own baseline; a stack
+ * with less than a day of history has none, and the expression then stays empty (no alert).
+ */
+function regression(metric: string, op: '<' | '>', factor: number): string {
+  return `${metric} ${op} ${factor} * avg_over_time(${metric}[7d] offset 1d)`;
+}
 
 export function alertRules(t: AlertThresholds, options: { benchmarks: boolean }): AlertRule[] {
   const job = 'job="chatmirror"';
@@ -90,15 +106,32 @@ export function alertRules(t: AlertThresholds, options: { benchmarks: boolean })
     rules.push(
       {
         alert: 'ChatmirrorBenchmarkRegression',
-        expr:
-          `${BENCH_METRICS.outputTokensPerSecond} < ${round(1 - t.benchRegressionRatio)} * ` +
-          `avg_over_time(${BENCH_METRICS.outputTokensPerSecond}[7d] offset 1d)`,
+        expr: regression(BENCH_METRICS.outputTokensPerSecond, '<', round(1 - t.benchRegressionRatio)),
         for: '1h',
         labels: { severity: 'warning' },
         annotations: {
-          summary: `Benchmark tokens/s fell more than ${pct(t.benchRegressionRatio)} below its 7-day average (concurrency {{ $labels.concurrency }})`,
-          description:
-            'Compare the JSON history of the last runs (benchmarks history directory) to find the change.',
+          summary: `Benchmark output tokens/s fell more than ${pct(t.benchRegressionRatio)} below its 7-day baseline (${LEVEL})`,
+          description: `${HISTORY_HINT} The baseline is the figure's average over the 7 days before the last one.`,
+        },
+      },
+      {
+        alert: 'ChatmirrorBenchmarkLatencyRegression',
+        // Each side labelled with its figure: an alert drops the metric name, and TTFT and TPOT regressing at
+        // one level would otherwise be two samples with one label set (an evaluation error, not an alert).
+        expr: [
+          ['ttft_p50', BENCH_METRICS.ttftP50],
+          ['tpot_p50', BENCH_METRICS.tpotP50],
+        ]
+          .map(
+            ([figure, metric]) =>
+              `label_replace(${regression(metric!, '>', round(1 + t.benchRegressionRatio))}, "figure", "${figure}", "", "")`,
+          )
+          .join(' or '),
+        for: '1h',
+        labels: { severity: 'warning' },
+        annotations: {
+          summary: `Benchmark {{ $labels.figure }} rose more than ${pct(t.benchRegressionRatio)} above its 7-day baseline (${LEVEL})`,
+          description: `${HISTORY_HINT} The baseline is the figure's average over the 7 days before the last one.`,
         },
       },
       {

@@ -7,15 +7,29 @@
  * was down (Persistent=true), spreads load (RandomizedDelaySec), logs to the journal, and runs the benchmark as
  * a short-lived, hardened container from the same pinned service image (`node dist/service/cli.js bench`).
  *
- * Results: `chatmirror bench` writes one JSON document per run into the history directory and Prometheus text
- * to a temporary name in node-exporter's textfile directory; ExecStartPost renames it over the live file (an
- * atomic rename in one directory, so node-exporter never reads half a file) and prunes old history. A failed run
- * leaves the last good metrics in place, and ChatmirrorBenchmarkStale fires when they grow old.
+ * Results: `chatmirror bench` writes one JSON document per run into the history directory (`chatmirror bench
+ * report DIR` renders it as a table and a chart) and Prometheus text to a temporary name in node-exporter's
+ * textfile directory; ExecStartPost renames it over the live file (an atomic rename in one directory, so
+ * node-exporter never reads half a file) and prunes history older than historyDays, so the history stays bounded.
+ * A failed run leaves the last good metrics in place, and ChatmirrorBenchmarkStale fires when they grow old;
+ * ChatmirrorBenchmarkRegression and ChatmirrorBenchmarkLatencyRegression compare each run with the 7 days before.
  */
 import type { BenchmarksConfig } from '../config.js';
 import { shq } from './shell.js';
 
 export const BENCH_TEXTFILE = 'chatmirror_bench.prom';
+
+/**
+ * What every scheduled run asks besides the stack's load levels, fixed here rather than configurable so that a
+ * history compares like with like: two unmeasured requests first (the first request after a restart warms the
+ * engine's caches), the same seeded ~32-token synthetic prompts, and progress as plain journal lines.
+ */
+export const SCHEDULED_SCENARIO = [
+  '--warmup 2',
+  '--input-tokens 32',
+  '--seed 0',
+  '--progress lines',
+] as const;
 
 export interface BenchmarkUnitOptions {
   stack: string;
@@ -62,6 +76,7 @@ export function renderBenchmarkService(o: BenchmarkUnitOptions): string {
     `--concurrency ${o.bench.concurrency.join(',')}`,
     `--requests ${o.bench.requests}`,
     `--max-tokens ${o.bench.maxTokens}`,
+    ...SCHEDULED_SCENARIO,
     '--json-dir /results',
     `--textfile /textfile/${tmp}`,
   ].join(' \\\n    ');

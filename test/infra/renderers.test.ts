@@ -162,7 +162,7 @@ describe('alert rules', () => {
     );
     const file = parseYaml(renderAlertRules(thresholds, { benchmarks: true, intervalSeconds: 15 }));
     expect(file.groups[0]).toMatchObject({ name: 'chatmirror', interval: '15s' });
-    expect(file.groups[0].rules.length).toBe(8);
+    expect(file.groups[0].rules.length).toBe(9);
   });
 });
 
