@@ -51,7 +51,13 @@ export function runChartSpec(report: BenchReport): TopLevelSpec {
       height: 160,
       mark: { type: 'line', point: true },
       encoding: {
-        x: { field: 'load', type: 'ordinal', sort: { field: 'order' }, title: 'load', axis: { labelAngle: 0 } },
+        x: {
+          field: 'load',
+          type: 'ordinal',
+          sort: { field: 'order' },
+          title: 'load',
+          axis: { labelAngle: 0 },
+        },
         y: { field: 'value', type: 'quantitative', title: null },
         color: { field: 'series', type: 'nominal', title: null },
       },
