@@ -45,18 +45,24 @@ function* strings(value: unknown, path: string): Generator<[string, string]> {
 // A *_FILE variable holds a path, not the secret (GF_SECURITY_ADMIN_PASSWORD__FILE=/etc/grafana/secrets/…).
 const FILE_VARIABLE = /(^|\s)[A-Z0-9_]*_FILE=/;
 
+/** The kind of secret material a string holds, if any. */
+export function materialIn(text: string): string | undefined {
+  return MATERIAL.find(
+    ([kind, pattern]) => pattern.test(text) && !(kind.includes('environment') && FILE_VARIABLE.test(text)),
+  )?.[0];
+}
+
 export function checkSecretPlacement(type: string, props: Record<string, unknown>): Finding[] {
   const findings: Finding[] = [];
   for (const [path, text] of strings(props, '')) {
     if (SECRET_CHANNELS.some(([t, p]) => t.test(type) && p.test(path))) continue;
-    for (const [what, pattern] of MATERIAL) {
-      if (!pattern.test(text)) continue;
-      if (what.includes('environment') && FILE_VARIABLE.test(text)) continue;
+    // One finding per property: the first kind of material it holds.
+    const what = materialIn(text);
+    if (what !== undefined)
       findings.push({
         problem: `${path} holds ${what}, which would sit in clear in the state and in docker inspect`,
         fix: 'pass it as a file written through HostFiles (stdin, pulumi.secret) and mounted read-only; use a *_FILE variable or a --*-file flag',
       });
-    }
   }
   return findings;
 }

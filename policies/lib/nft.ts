@@ -174,7 +174,7 @@ export function accessTo(ruleset: NftRuleset, port: number): PortAccess {
       }
     }
   }
-  return { restricted, acceptsAll };
+  return { restricted, acceptsAll: [...new Set(acceptsAll)] };
 }
 
 function listedSourcesOnly(rule: string, table: NftTable): boolean {

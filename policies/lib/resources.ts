@@ -47,9 +47,22 @@ const IMAGE_ROLES: [Role, RegExp][] = [
   ['api', /(^|\/)chatmirror(\/service)?$/],
 ];
 
+// The label values the program sets (infra/*.ts `labels(…)`), by role.
+const LABEL_ROLES: Record<string, Role> = {
+  api: 'api',
+  balancer: 'balancer',
+  prometheus: 'prometheus',
+  alertmanager: 'alertmanager',
+  grafana: 'grafana',
+  'node-exporter': 'node-exporter',
+  'quota-store': 'redis',
+  redis: 'redis',
+};
+
 export function roleOf(container: ContainerProps): Role | undefined {
   const label = container.labels?.find((l) => l.label === ROLE_LABEL)?.value;
-  if (label !== undefined) return IMAGE_ROLES.some(([role]) => role === label) ? (label as Role) : undefined;
+  const labelled = label === undefined ? undefined : LABEL_ROLES[label];
+  if (labelled !== undefined) return labelled;
   const repository = imageRepository(String(container.image ?? ''));
   return IMAGE_ROLES.find(([, pattern]) => pattern.test(repository))?.[0];
 }

@@ -12,7 +12,11 @@ import { type AnalyzedResource, fabricate } from './harness.js';
 
 export const DIGEST = `sha256:${'a'.repeat(64)}`;
 export const MANIFEST = 'e'.repeat(64);
-const CONNECTION = { host: '198.51.100.20', user: 'deploy', privateKey: '-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n' };
+const CONNECTION = {
+  host: '198.51.100.20',
+  user: 'deploy',
+  privateKey: '-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n',
+};
 
 /** What infra/hardening.ts gives every container. */
 export function hardened(role: string, overrides: Partial<ContainerProps> = {}): ContainerProps {
@@ -35,8 +39,11 @@ export function hardened(role: string, overrides: Partial<ContainerProps> = {}):
   };
 }
 
-export const container = (name: string, props: ContainerProps, o: { stack?: string; dependencies?: string[] } = {}) =>
-  fabricate(docker.Container, name, props, o);
+export const container = (
+  name: string,
+  props: ContainerProps,
+  o: { stack?: string; dependencies?: string[] } = {},
+) => fabricate(docker.Container, name, props, o);
 
 /** The file channel of infra/render/shell.ts: `dir='…'` in the script, `MODE NAME BASE64` lines on stdin. */
 export function filesWriter(name: string, dir: string, files: Record<string, string>, stack = 'staging') {
@@ -105,7 +112,11 @@ export function firewall(ruleset = RULESET, stack = 'staging') {
   return fabricate(
     command.remote.Command,
     'firewall-nft',
-    { connection: CONNECTION, create: 'set -eu\nruleset=$(cat)\nprintf "%s\\n" "$ruleset" | sudo -n nft -f -', stdin: ruleset },
+    {
+      connection: CONNECTION,
+      create: 'set -eu\nruleset=$(cat)\nprintf "%s\\n" "$ruleset" | sudo -n nft -f -',
+      stdin: ruleset,
+    },
     { stack },
   );
 }
@@ -147,9 +158,14 @@ export interface StackOptions {
 /** A compliant one-replica staging stack: config writer, model check, firewall, API, Prometheus, bench timer. */
 export function stack(o: StackOptions = {}): AnalyzedResource[] {
   const name = o.stack ?? 'staging';
-  const writer = filesWriter('service-files-write', `/srv/chatmirror/${name}/service`, {
-    'config.yaml': o.serviceConfig ?? SERVICE_CONFIG,
-  }, name);
+  const writer = filesWriter(
+    'service-files-write',
+    `/srv/chatmirror/${name}/service`,
+    {
+      'config.yaml': o.serviceConfig ?? SERVICE_CONFIG,
+    },
+    name,
+  );
   const check = modelCheck('/srv/models/smollm2', name);
   const fw = firewall(RULESET.replaceAll('chatmirror_staging', `chatmirror_${name}`), name);
   const api = container(
@@ -157,7 +173,12 @@ export function stack(o: StackOptions = {}): AnalyzedResource[] {
     hardened('api', {
       command: ['serve', '--config', '/etc/chatmirror/config.yaml'],
       mounts: [
-        { type: 'bind', source: `/srv/chatmirror/${name}/service`, target: '/etc/chatmirror', readOnly: true },
+        {
+          type: 'bind',
+          source: `/srv/chatmirror/${name}/service`,
+          target: '/etc/chatmirror',
+          readOnly: true,
+        },
         { type: 'bind', source: '/srv/models/smollm2', target: '/models/smollm2', readOnly: true },
       ],
       ports: [{ internal: 8443, external: 8443, ip: '198.51.100.20', protocol: 'tcp' }],
@@ -170,7 +191,10 @@ export function stack(o: StackOptions = {}): AnalyzedResource[] {
     hardened('prometheus', { ports: [{ internal: 9090, external: 9090, ip: '198.51.100.20' }] }),
     { stack: name },
   );
-  return [writer, check, fw, api, prometheus, benchTimer(name), ...(o.extra ?? [])].filter(
-    (r) => !(o.without ?? []).includes(r.name),
-  );
+  return [
+    ...[writer, check, fw, api, prometheus, benchTimer(name)].filter(
+      (r) => !(o.without ?? []).includes(r.name),
+    ),
+    ...(o.extra ?? []),
+  ];
 }

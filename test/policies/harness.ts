@@ -157,7 +157,12 @@ export async function analyze(
       if ('validateStack' in policy) {
         const { notApplicable } = common('');
         await policy.validateStack(
-          { resources: stackResources(resources), getConfig: settings(policy, config), stackTags: new Map(), notApplicable },
+          {
+            resources: stackResources(resources),
+            getConfig: settings(policy, config),
+            stackTags: new Map(),
+            notApplicable,
+          },
           report,
         );
         continue;
