@@ -6,6 +6,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { stackConfigMarkdown } from '../../infra/reference.js';
 import { configReference } from '../../service/config/reference.js';
+import { errorReference } from '../../service/error-reference.js';
 import { API_ERRORS } from '../../service/errors.js';
 
 const read = (path: string) => readFile(new URL(`../../${path}`, import.meta.url), 'utf8');
@@ -37,8 +38,9 @@ describe('docs/', () => {
     expect(await read('docs/provisioning.md')).toContain(stackConfigMarkdown());
   });
 
-  it('api.md documents every API error code with its status', async () => {
+  it('api.md documents every API error code with its status (the table generated from service/errors.ts)', async () => {
     const api = await read('docs/api.md');
+    expect(api).toContain(errorReference());
     for (const [code, { status }] of Object.entries(API_ERRORS)) {
       expect(api).toContain(`| \`${code}\` | ${status} |`);
     }
