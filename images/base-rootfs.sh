@@ -9,22 +9,17 @@
 #     in Nodesource's Debian package), checked against the sha512 integrity pinned below
 #   + npm, from the registry's `npm` package (its dependencies are bundled), checked the same way
 #
-# Why not Debian's nodejs: bookworm ships Node 18, and chatmirror needs >= 20.19. Why the npm registry: it is one of
+# Why not Debian's nodejs: bookworm ships Node 18, and chatmirror needs >= 22.12 (it ships on Node 24 LTS). Why the npm registry: it is one of
 # the few places CI can reach, and it serves the unmodified release binary under an integrity hash.
 #
 # Usage: base-rootfs.sh OUT_TAR DOWNLOAD_DIR MIRROR [SECURITY_MIRROR]
-# Run as root (debootstrap and chroot). Changing this file changes the cache key in build.sh, so a new base is
-# built rather than a stale one reused.
+# Run as root (debootstrap and chroot). Changing this file or node-release.sh changes the cache key in build.sh, so
+# a new base is built rather than a stale one reused.
 set -euo pipefail
 
-NODE_VERSION=20.20.2
-NPM_VERSION=10.8.2 # the npm that Node 20 LTS bundles
-# `npm view <package>@<version> dist.integrity`, recorded when the versions above were chosen.
-declare -A NODE_INTEGRITY=(
-  [x64]=sha512-PeHQM8wAdmHtZA1mBocygZxs5LiUWtsJezQTkBd0iY987KpGrD1O2tVEydvMZiuXceRanxt7rjTnDEBwOPujoQ==
-  [arm64]=sha512-LCXJnNTFiyGuYBw2gZSI5OBFMbkjAPt8sqD/NKrWoE2QmDgSubTqFng6GaNJ9EJ8HpxBMGcWWpbbcs4Vo+CnGg==
-)
-NPM_INTEGRITY=sha512-x/AIjFIKRllrhcb48dqUNAAZl0ig9+qMuN91RpZo3Cb2+zuibfh+KISl6+kVVyktDz230JKc208UkQwwMqyB+w==
+# NODE_VERSION, NODE_INTEGRITY[arch], NPM_VERSION, NPM_INTEGRITY: the release and its registry hashes.
+# shellcheck source=images/node-release.sh
+source "$(dirname "${BASH_SOURCE[0]}")/node-release.sh"
 SUITE=bookworm
 
 out=${1:?usage: base-rootfs.sh OUT_TAR DOWNLOAD_DIR MIRROR [SECURITY_MIRROR]}

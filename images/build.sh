@@ -6,8 +6,9 @@
 #   2. dockerd: reused when it answers; else started (systemd, or in the background with --iptables=false, so the
 #      host's firewall tables stay as they are: containers get no route out, published ports still work through
 #      docker-proxy)
-#   3. base image chatmirror/base:<key>: Debian bookworm minbase from the mirror apt already uses + Node.js 20
-#      (images/base-rootfs.sh), `docker import`ed. Cached: the image itself, and its rootfs tarball under
+#   3. base image chatmirror/base:<key>: Debian bookworm minbase from the mirror apt already uses + Node.js 24 LTS
+#      (images/base-rootfs.sh; the release and its hashes in images/node-release.sh), `docker import`ed. Cached:
+#      the image itself, and its rootfs tarball under
 #      $CHATMIRROR_IMAGE_CACHE/base/<key>.tar, <key> hashing the recipe and the mirrors
 #   4. service image chatmirror/service:<version> from service/Dockerfile with BASE_IMAGE=chatmirror/base:<key>
 #   4b. images from Debian packages on the same base, images/<name>/Dockerfile: prometheus (with promtool),
@@ -120,9 +121,10 @@ mirror=${CHATMIRROR_DEBIAN_MIRROR:-$(debian_mirror_for bookworm | head -n1)}
 security_mirror=${CHATMIRROR_DEBIAN_SECURITY_MIRROR:-$(debian_mirror_for bookworm-security | head -n1)}
 [ -n "$mirror" ] || die "no Debian bookworm source in /etc/apt/sources.list{,.d}; set CHATMIRROR_DEBIAN_MIRROR"
 
-key=$(printf '%s\n' "$(sha256sum "$repo/images/base-rootfs.sh")" "$mirror" "$security_mirror" "$(uname -m)" |
+key=$(printf '%s\n' "$(sha256sum "$repo/images/base-rootfs.sh" "$repo/images/node-release.sh")" "$mirror" "$security_mirror" "$(uname -m)" |
   sha256sum | cut -c1-16)
 base=chatmirror/base:$key
+node_version=$(bash -c 'source "$1" && echo "$NODE_VERSION"' _ "$repo/images/node-release.sh")
 base_tar=$cache/base/$key.tar
 if [ "${CHATMIRROR_BASE_REBUILD:-}" = 1 ]; then
   rm -f "$base_tar"
@@ -142,7 +144,7 @@ else
   "$docker" import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'CMD ["node"]' \
-    --change "LABEL org.opencontainers.image.description=\"Debian bookworm minbase + Node.js 20 (images/base-rootfs.sh)\"" \
+    --change "LABEL org.opencontainers.image.description=\"Debian bookworm minbase + Node.js $node_version (images/base-rootfs.sh)\"" \
     --change "LABEL org.opencontainers.image.version=\"$key\"" \
     "$base_tar" "$base" >/dev/null
 fi

@@ -20,9 +20,9 @@ const instructions = dockerfile
 const finalStage = instructions.slice(instructions.findLastIndex((line) => line.startsWith('FROM ')));
 
 describe('service/Dockerfile', () => {
-  it('defaults to the public Node 20 bookworm slim image pinned by digest, overridable', () => {
+  it('defaults to the public Node 24 LTS bookworm slim image pinned by digest, overridable', () => {
     const arg = instructions.find((line) => line.startsWith('ARG BASE_IMAGE='));
-    expect(arg).toMatch(/^ARG BASE_IMAGE=node:20-bookworm-slim@sha256:[0-9a-f]{64}$/);
+    expect(arg).toMatch(/^ARG BASE_IMAGE=node:24-bookworm-slim@sha256:[0-9a-f]{64}$/);
     for (const from of instructions.filter((line) => line.startsWith('FROM '))) {
       expect(from).toMatch(/^FROM \$\{BASE_IMAGE\}( AS \w+)?$/);
     }
