@@ -15,6 +15,15 @@ import {
 } from '@pulumi/policy';
 import type { Resource, Unwrap } from '@pulumi/pulumi';
 
+// For tests outside the pack, which resolve packages from the root: the pack's own @pulumi/policy types.
+export type {
+  EnforcementLevel,
+  PolicyResource,
+  ResourceValidationArgs,
+  ResourceValidationPolicy,
+  StackValidationPolicy,
+} from '@pulumi/policy';
+
 /** One finding: what is wrong and what to change (a stack config key where there is one). */
 export interface Finding {
   problem: string;

@@ -19,14 +19,26 @@ async function messages(policy: string, props: ContainerProps, config: PackConfi
 
 // policy, the violating change, what its message must say
 const CASES: [string, Partial<ContainerProps>, RegExp][] = [
-  ['container-image-digest', { image: 'registry.example.com/chatmirror/service:latest' }, /names latest, not an @sha256: digest/],
+  [
+    'container-image-digest',
+    { image: 'registry.example.com/chatmirror/service:latest' },
+    /names latest, not an @sha256: digest/,
+  ],
   ['container-image-digest', { image: 'docker.io/grafana/grafana:12.1.0' }, /names a tag/],
   ['container-read-only-rootfs', { readOnly: false }, /root filesystem is writable.*Fix: set readOnly: true/],
   ['container-non-root-user', { user: '0:0' }, /runs as root.*Fix: set user to a non-root uid:gid/],
   ['container-non-root-user', { user: undefined }, /sets no user/],
   ['container-not-privileged', { privileged: true }, /is privileged/],
-  ['container-capabilities-dropped', { capabilities: { drops: ['NET_RAW'] } }, /keeps the default capabilities.*drops: \["ALL"\]/],
-  ['container-capabilities-dropped', { capabilities: { drops: ['ALL'], adds: ['SYS_ADMIN'] } }, /adds back capabilities SYS_ADMIN/],
+  [
+    'container-capabilities-dropped',
+    { capabilities: { drops: ['NET_RAW'] } },
+    /keeps the default capabilities.*drops: \["ALL"\]/,
+  ],
+  [
+    'container-capabilities-dropped',
+    { capabilities: { drops: ['ALL'], adds: ['SYS_ADMIN'] } },
+    /adds back capabilities SYS_ADMIN/,
+  ],
   ['container-no-new-privileges', { securityOpts: [] }, /no-new-privileges:true/],
   ['container-resource-limits', { memory: undefined }, /no memory limit/],
   ['container-resource-limits', { ulimits: [] }, /no process limit.*nproc ulimit/],
@@ -35,7 +47,11 @@ const CASES: [string, Partial<ContainerProps>, RegExp][] = [
   ['container-healthcheck', { healthcheck: { tests: ['NONE'] } }, /no healthcheck/],
   ['container-log-rotation', { logOpts: {} }, /logs are not rotated/],
   ['container-log-rotation', { logDriver: 'syslog' }, /logDriver syslog/],
-  ['container-no-host-namespaces', { networkMode: 'host' }, /host's network namespace \(networkMode: "host"\)/],
+  [
+    'container-no-host-namespaces',
+    { networkMode: 'host' },
+    /host's network namespace \(networkMode: "host"\)/,
+  ],
   ['container-no-host-namespaces', { pidMode: 'host' }, /host's PID namespace/],
   ['container-no-host-namespaces', { ipcMode: 'host' }, /host's IPC namespace/],
   [
@@ -43,7 +59,11 @@ const CASES: [string, Partial<ContainerProps>, RegExp][] = [
     { mounts: [{ type: 'bind', source: '/var/run/docker.sock', target: '/var/run/docker.sock' }] },
     /mounts the Docker socket/,
   ],
-  ['container-no-dangerous-mounts', { volumes: [{ hostPath: '/', containerPath: '/host' }] }, /host root filesystem/],
+  [
+    'container-no-dangerous-mounts',
+    { volumes: [{ hostPath: '/', containerPath: '/host' }] },
+    /host root filesystem/,
+  ],
 ];
 
 describe('container policies', () => {
@@ -76,14 +96,18 @@ describe('container policies', () => {
 
   it('disables a policy through config, as --policy-pack-config does', async () => {
     const config: PackConfig = { 'container-read-only-rootfs': { enforcementLevel: 'disabled' } };
-    expect(await messages('container-read-only-rootfs', hardened('api', { readOnly: false }), config)).toEqual([]);
+    expect(
+      await messages('container-read-only-rootfs', hardened('api', { readOnly: false }), config),
+    ).toEqual([]);
   });
 });
 
 describe('image policies', () => {
   it('passes digests and rejects tags on RemoteImage', async () => {
     const policy = byName('remote-image-digest');
-    const pinned = fabricate(docker.RemoteImage, 'image-grafana', { name: `docker.io/grafana/grafana@${DIGEST}` });
+    const pinned = fabricate(docker.RemoteImage, 'image-grafana', {
+      name: `docker.io/grafana/grafana@${DIGEST}`,
+    });
     const tagged = fabricate(docker.RemoteImage, 'image-grafana', { name: 'docker.io/grafana/grafana' });
     expect(await analyze([policy], [pinned])).toEqual([]);
     const [violation, ...rest] = await analyze([policy], [tagged]);

@@ -5,14 +5,15 @@
  * all of them. Resources come fabricated from the provider classes (the way pulumi-policy-aws tests its
  * policies) or captured from a stack under mocks (test/infra/plan.ts).
  */
+
+import type { Unwrap } from '@pulumi/pulumi';
 import type {
   EnforcementLevel,
   PolicyResource,
   ResourceValidationArgs,
   ResourceValidationPolicy,
   StackValidationPolicy,
-} from '@pulumi/policy';
-import type { Unwrap } from '@pulumi/pulumi';
+} from '../../policies/lib/policy.js';
 import type { PlannedResource } from '../infra/plan.js';
 
 type AnyPolicy = ResourceValidationPolicy | StackValidationPolicy;
@@ -171,7 +172,7 @@ export async function analyze(
       for (const r of resources)
         for (const validate of validations) {
           try {
-            await validate(resourceArgs(r, policy, config), (message) => report(message, r.urn));
+            await validate(resourceArgs(r, policy, config), (message: string) => report(message, r.urn));
           } catch (e) {
             if (!(e instanceof NotApplicable)) throw e;
           }

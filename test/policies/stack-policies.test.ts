@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { exposurePolicies } from '../../policies/exposure.js';
 import { firewallPolicies } from '../../policies/firewall.js';
 import { accessTo, parseRuleset, tablesTouched } from '../../policies/lib/nft.js';
-import { command, docker } from '../../policies/lib/resources.js';
+import { type ContainerProps, command, docker, TYPES } from '../../policies/lib/resources.js';
 import { modelPolicies } from '../../policies/model.js';
 import { policies } from '../../policies/policies.js';
 import { secretPolicies } from '../../policies/secrets.js';
@@ -80,7 +80,7 @@ describe('api-port-firewalled', () => {
 
   it('does not apply to the local stack, unless it reaches another machine', async () => {
     const local = stack({ stack: 'local', without: ['firewall-nft'] }).filter(
-      (r) => r.type !== command.remote.Command.__pulumiType,
+      (r) => r.type !== TYPES.remoteCommand,
     );
     expect(await found('api-port-firewalled', local)).toEqual([]);
     expect(
@@ -199,7 +199,7 @@ describe('service settings outside the local stack', () => {
     const local = stack({
       stack: 'local',
       serviceConfig: SERVICE_CONFIG.replace('enabled: true', 'enabled: false'),
-    }).filter((r) => r.type !== command.remote.Command.__pulumiType || r.name === 'service-files-write');
+    }).filter((r) => r.type !== TYPES.remoteCommand || r.name === 'service-files-write');
     // The files writer is a remote command here, which makes the stack non-local: the rule applies.
     expect(await found('service-tls', local)).toHaveLength(1);
   });
@@ -218,7 +218,7 @@ describe('replicas', () => {
     container(
       `chatmirror-prod-${i}`,
       {
-        ...(stack({ stack: 'prod' }).find((r) => r.name === 'chatmirror-prod-0')!.props as never),
+        ...(stack({ stack: 'prod' }).find((r) => r.name === 'chatmirror-prod-0')!.props as ContainerProps),
         ports,
       },
       { stack: 'prod' },
@@ -256,7 +256,7 @@ describe('replicas', () => {
   it('only warns in staging', async () => {
     const resources = [
       ...stack(),
-      container('chatmirror-staging-1', stack()[3]!.props as never, { stack: 'staging' }),
+      container('chatmirror-staging-1', stack()[3]!.props as ContainerProps, { stack: 'staging' }),
     ];
     const violations = await analyze(
       [policy('replicas-shared-state'), policy('replicas-shared-state-advisory')],
