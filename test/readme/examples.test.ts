@@ -147,6 +147,14 @@ describe('README examples', () => {
     150_000,
   );
 
+  it("the banner's own curl line runs as printed too", async () => {
+    const tryLine = /\n {2}try:\n {2}(curl [\s\S]*?)\n\n/.exec(server.stdout())?.[1];
+    expect(tryLine).toBeDefined();
+    const run = await bash(exports + tryLine!, work, cleanEnv);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/"object":"chat\.completion"/);
+  }, 60_000);
+
   it('the JavaScript example fails without NODE_EXTRA_CA_CERTS, as the README says', async () => {
     const line = scripts
       .find((s) => s.code.includes('node hello.mjs'))!
