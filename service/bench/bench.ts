@@ -163,7 +163,11 @@ export async function bench(argv: string[], io: BenchIo = {}): Promise<BenchRepo
   return report;
 }
 
-async function writeOutputs(options: BenchOptions, report: BenchReport, out: CommandOutput): Promise<void> {
+export async function writeOutputs(
+  options: BenchOptions,
+  report: BenchReport,
+  out: CommandOutput,
+): Promise<void> {
   const written: string[] = [];
   if (options.json !== undefined) {
     await writeAtomically(options.json, reportJson(report));
