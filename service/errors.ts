@@ -14,7 +14,17 @@ export const API_ERRORS = {
   unsupported_parameter: {
     status: 400,
     type: 'invalid_request_error',
-    doc: 'an OpenAI feature this server does not provide (tools, images, audio, json_schema…)',
+    doc: 'an OpenAI feature this server does not provide (images, audio, web search…)',
+  },
+  unsupported_schema: {
+    status: 400,
+    type: 'invalid_request_error',
+    doc: 'a JSON-Schema keyword or format the constrained decoder cannot enforce (named in the message and param)',
+  },
+  invalid_grammar: {
+    status: 400,
+    type: 'invalid_request_error',
+    doc: "a schema, regex or choice list the grammar compiler refused (the compiler's reason in the message)",
   },
   context_length_exceeded: {
     status: 400,

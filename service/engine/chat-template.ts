@@ -1,9 +1,26 @@
 import { Template } from '@huggingface/jinja';
 import { EngineError } from './errors.js';
 
+/** A call as Transformers' chat templates read it: `arguments` is the parsed object, not JSON text. */
+export interface TemplateToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: unknown };
+}
+
 export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant';
+  role: 'system' | 'user' | 'assistant' | 'tool';
   content: string;
+  /** An assistant turn that called tools (templates that support tools render them). */
+  tool_calls?: TemplateToolCall[] | undefined;
+  /** A tool turn: which call it answers. */
+  tool_call_id?: string | undefined;
+}
+
+/** A tool as Transformers passes `tools` to a chat template (OpenAI's own shape). */
+export interface TemplateTool {
+  type: 'function';
+  function: { name: string; description?: string | undefined; parameters: unknown };
 }
 
 type TemplateSource = string | { name: string; template: string }[] | undefined;
@@ -23,11 +40,14 @@ function tokenContent(value: unknown): string | undefined {
 /** Renders the model's own `chat_template` from tokenizer_config.json, as `apply_chat_template` does. */
 export class ChatTemplate {
   private readonly template: Template | undefined;
+  /** The template reads `tools` (Hermes, Qwen, Llama 3.1 templates do); else the API writes its own prompt. */
+  readonly supportsTools: boolean;
   private readonly specialTokens: Record<string, string | undefined>;
 
   constructor(tokenizerConfig: Record<string, unknown>) {
     const source = pickTemplate(tokenizerConfig.chat_template as TemplateSource);
     this.template = source === undefined ? undefined : new Template(source);
+    this.supportsTools = source !== undefined && /\btools\b/.test(source);
     this.specialTokens = {
       bos_token: tokenContent(tokenizerConfig.bos_token),
       eos_token: tokenContent(tokenizerConfig.eos_token),
@@ -40,7 +60,7 @@ export class ChatTemplate {
     return this.template !== undefined;
   }
 
-  render(messages: ChatMessage[], addGenerationPrompt = true): string {
+  render(messages: ChatMessage[], addGenerationPrompt = true, tools?: TemplateTool[]): string {
     if (!this.template) {
       throw new EngineError('model_format', 'this model has no chat_template in tokenizer_config.json');
     }
@@ -48,6 +68,7 @@ export class ChatTemplate {
       ...this.specialTokens,
       messages,
       add_generation_prompt: addGenerationPrompt,
+      ...(tools ? { tools } : {}),
     });
   }
 }

@@ -1,5 +1,5 @@
 import type { Worker } from 'node:worker_threads';
-import { type ChatMessage, ChatTemplate } from './chat-template.js';
+import { type ChatMessage, ChatTemplate, type TemplateTool } from './chat-template.js';
 import { EngineError, EngineOverloadedError } from './errors.js';
 import { EventChannel } from './event-channel.js';
 import type { FlowValve } from './flow.js';
@@ -159,8 +159,8 @@ export class Engine {
    * Renders messages with the model's chat template and tokenizes the result, on the calling thread: for
    * tools and tests. The API uses `tokenizeChat`, which does the same in the tokenizer pool.
    */
-  encodeChat(messages: ChatMessage[]): number[] {
-    return this.tokenizer.encode(this.chatTemplate.render(messages, true), false);
+  encodeChat(messages: ChatMessage[], tools?: TemplateTool[]): number[] {
+    return this.tokenizer.encode(this.chatTemplate.render(messages, true, tools), false);
   }
 
   /** Tokenizes a raw prompt (with the tokenizer's BOS, if it has one), on the calling thread; see tokenizeText. */
@@ -169,8 +169,8 @@ export class Engine {
   }
 
   /** encodeChat in the tokenizer pool: the caller's event loop keeps turning however large the prompt. */
-  tokenizeChat(messages: ChatMessage[]): Promise<number[]> {
-    return this.prompts.encodeChat(messages);
+  tokenizeChat(messages: ChatMessage[], tools?: TemplateTool[]): Promise<number[]> {
+    return this.prompts.encodeChat(messages, tools);
   }
 
   /** encodeText in the tokenizer pool. */

@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import type { ChatMessage } from './chat-template.js';
+import type { ChatMessage, TemplateTool } from './chat-template.js';
 import { EngineError, type EngineErrorCode, EngineOverloadedError } from './errors.js';
 
 export interface TokenizerWorkerInit {
@@ -8,7 +8,7 @@ export interface TokenizerWorkerInit {
 }
 
 export type TokenizerJob =
-  | { id: number; op: 'chat'; messages: ChatMessage[] }
+  | { id: number; op: 'chat'; messages: ChatMessage[]; tools?: TemplateTool[] | undefined }
   | { id: number; op: 'text'; text: string }
   | { id: number; op: 'decode'; ids: number[] };
 
@@ -56,8 +56,8 @@ export class TokenizerPool {
     return this.threads.reduce((sum, t) => sum + t.jobs.size, 0);
   }
 
-  encodeChat(messages: ChatMessage[]): Promise<number[]> {
-    return this.submit({ op: 'chat', messages }) as Promise<number[]>;
+  encodeChat(messages: ChatMessage[], tools?: TemplateTool[]): Promise<number[]> {
+    return this.submit({ op: 'chat', messages, tools }) as Promise<number[]>;
   }
 
   encodeText(text: string): Promise<number[]> {

@@ -14,7 +14,7 @@ const tokenizer = new TextTokenizer(init.tokenizerJson, init.tokenizerConfig);
 const template = new ChatTemplate(init.tokenizerConfig);
 
 function run(job: TokenizerJob): number[] | string {
-  if (job.op === 'chat') return tokenizer.encode(template.render(job.messages, true), false);
+  if (job.op === 'chat') return tokenizer.encode(template.render(job.messages, true, job.tools), false);
   if (job.op === 'text') return tokenizer.encode(job.text, true);
   return tokenizer.decode(job.ids);
 }

@@ -1,4 +1,5 @@
 import { EventChannel } from '../engine/event-channel.js';
+import type { ConstraintSpec } from '../engine/grammar/constraint.js';
 import { type Engine, EngineError, EngineOverloadedError, type SubmitHooks } from '../engine/index.js';
 import type { GenerationEvent, SamplingParams } from '../engine/types.js';
 import { ApiError } from '../errors.js';
@@ -85,6 +86,8 @@ export function startChoices(
   signal: AbortSignal,
   retryAfterSeconds: number,
   hooks: SubmitHooks = {},
+  /** Every choice's output must match it (structured outputs, tool calls). */
+  constraint?: ConstraintSpec,
 ): Choices {
   const controllers = Array.from({ length: n }, () => new AbortController());
   const cancelAll = () => {
@@ -95,7 +98,9 @@ export function startChoices(
   try {
     for (let i = 0; i < n; i++) {
       const seed = params.seed === undefined ? undefined : params.seed + i;
-      streams.push(engine.submit({ promptIds, params: { ...params, seed } }, controllers[i]!.signal, hooks));
+      streams.push(
+        engine.submit({ promptIds, params: { ...params, seed }, constraint }, controllers[i]!.signal, hooks),
+      );
     }
   } catch (err) {
     cancelAll();

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { EventChannel } from '../engine/event-channel.js';
 import { FlowValve } from '../engine/flow.js';
+import type { ConstraintSpec } from '../engine/grammar/constraint.js';
 import type { SamplingParams } from '../engine/types.js';
 import { observeGeneration } from '../observability/generation-observer.js';
 import { logCompletion } from '../observability/logging.js';
@@ -14,6 +15,8 @@ import { type ChoiceUpdate, type RunTotals, runChoices } from './generation-run.
 export interface GenerationPlan {
   promptIds: number[];
   params: SamplingParams;
+  /** The output's grammar, prepared (Engine.prepareConstraint) before the plan starts. */
+  constraint?: ConstraintSpec | undefined;
 }
 
 export interface Generation {
@@ -63,13 +66,19 @@ export async function startGeneration(
     ctx.metrics ? observeGeneration(ctx.metrics, { model, choices: n }) : undefined,
   );
   try {
-    plans.forEach(({ promptIds, params }, p) => {
+    plans.forEach(({ promptIds, params, constraint }, p) => {
       const observer = observers[p];
       started.push(
-        startChoices(ctx.engine, promptIds, params, n, disconnected.signal, ctx.caps.retryAfterSeconds, {
-          onScheduled: () => observer?.onScheduled(),
-          flow,
-        }),
+        startChoices(
+          ctx.engine,
+          promptIds,
+          params,
+          n,
+          disconnected.signal,
+          ctx.caps.retryAfterSeconds,
+          { onScheduled: () => observer?.onScheduled(), flow },
+          constraint,
+        ),
       );
     });
   } catch (err) {

@@ -32,9 +32,10 @@ const SCHEMA = {
       type: 'object',
       properties: {
         city: { type: 'string', maxLength: 10 },
-        lat: { type: 'number', minimum: -90, maximum: 90 },
+        lat: { type: 'integer', minimum: -90, maximum: 90 },
+        area: { type: 'number' },
       },
-      required: ['city', 'lat'],
+      required: ['city', 'lat', 'area'],
       additionalProperties: false,
     },
   },

@@ -5,7 +5,7 @@ import {
   TOOL_CALL_OPEN,
   toolCallBegin,
 } from './constraint.js';
-import { jsonSafeStrings } from './json-strings.js';
+import { repairSchemaGrammar } from './grammar-repairs.js';
 import { RowConstraint } from './row-constraint.js';
 import type { GrammarVocabulary } from './vocabulary.js';
 import { type CompilerHandle, type Handle, loadXGrammar, type XGrammar } from './xgrammar.js';
@@ -148,7 +148,7 @@ async function schemaEbnf(xg: XGrammar, schema: string): Promise<string> {
     [SEPARATORS.first, SEPARATORS.second],
     true,
   );
-  return jsonSafeStrings(ebnf);
+  return repairSchemaGrammar(ebnf);
 }
 
 async function compileSpec(instance: Instance, spec: ConstraintSpec): Promise<Handle> {

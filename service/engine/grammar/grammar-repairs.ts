@@ -7,6 +7,14 @@
  * The output stays valid for the schema (it only has fewer ways to spell some strings), and always parses.
  */
 
+/**
+ * xgrammar 0.1.27 writes a fractional bound's decimal point as a regex `.` (any character): `minimum: 0.5`
+ * gives `"0" [\u0000-\U0010FFFF] "5"`, which let the toy model write `2,5` for a number. Between two digit
+ * literals the class is the decimal point. (In a string the same form narrows "any character" to ".", which
+ * is still a valid string.)
+ */
+const BOUND_POINT = /("[0-9]+") \[\\u0000-\\U0010FFFF\] ("[0-9]+")/g;
+
 /** Characters a JSON string must escape, as an xgrammar character-class fragment. */
 const JSON_UNSAFE = '\\0-\\x1f\\"\\\\';
 
@@ -42,7 +50,8 @@ function groupEnd(ebnf: string, i: number): number {
  * Rewrites every character class of an EBNF grammar outside string literals and lookahead assertions (see the
  * module comment; a lookahead such as `(= [ \n\t]* [,}\]:])` only looks at what follows a string).
  */
-export function jsonSafeStrings(ebnf: string): string {
+export function repairSchemaGrammar(grammar: string): string {
+  const ebnf = grammar.replace(BOUND_POINT, '$1 "." $2');
   let out = '';
   let i = 0;
   while (i < ebnf.length) {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { ChatMessage } from '../../engine/index.js';
+import type { ChatMessage, TemplateTool } from '../../engine/index.js';
 import type { TokenLogprob } from '../../engine/types.js';
 import { ApiError, echo } from '../../errors.js';
 import { admitRequest } from '../admission.js';
@@ -8,6 +8,7 @@ import { checkChoiceCount, refuseWhenFull } from '../choices.js';
 import { checkPromptSize, type RouteContext, resolveModel } from '../context.js';
 import { startGeneration } from '../generation.js';
 import { toSamplingParams } from '../generation-params.js';
+import type { ChoiceFinishReason } from '../generation-run.js';
 import { checkPromptChars, checkPromptText, inTokenizerPool } from '../prompt-checks.js';
 import { openStream } from '../stream.js';
 import {
@@ -16,6 +17,8 @@ import {
   type ChatCompletionRequest,
   UNSUPPORTED_CHAT_FIELDS,
 } from './schema.js';
+import { type OutputPlan, prepareOutput, resolveOutput } from './structured.js';
+import { fallbackToolMessages, ToolCallSplitter, type ToolStreamEvent, templateTools } from './tool-calls.js';
 
 /** Refuses, by parameter name, every OpenAI feature this server does not serve. */
 function refuseUnsupported(body: ChatCompletionRequest): void {
@@ -24,16 +27,17 @@ function refuseUnsupported(body: ChatCompletionRequest): void {
       throw new ApiError('unsupported_parameter', `'${field}' is not supported by this server.`, field);
     }
   }
-  const format = body.response_format?.type;
-  if (format !== undefined && format !== 'text') {
-    throw new ApiError(
-      'unsupported_parameter',
-      `response_format '${echo(format)}' is not supported by this server; only 'text' is.`,
-      'response_format',
-    );
-  }
   if (body.top_logprobs != null && body.top_logprobs > 0 && !body.logprobs) {
     throw new ApiError('invalid_request', 'top_logprobs requires logprobs to be true.', 'top_logprobs');
+  }
+}
+
+/** A replayed call's arguments as the template reads them (an object); text that is not JSON stays text. */
+function parsedArguments(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
   }
 }
 
@@ -43,18 +47,25 @@ function toChatMessages(body: ChatCompletionRequest, maxMessages: number): ChatM
     throw new ApiError('invalid_request', `At most ${maxMessages} messages are accepted.`, 'messages');
   }
   return body.messages.map((m, i) => {
-    if (m.role === 'tool' || m.role === 'function') {
+    if (m.role === 'function') {
       throw new ApiError(
         'unsupported_parameter',
-        `Role '${echo(m.role)}' is not supported (no tool calling).`,
+        "Role 'function' (the deprecated functions API) is not supported; use tools and role 'tool'.",
         `messages[${i}].role`,
       );
     }
-    if (m.tool_calls !== undefined) {
+    if (m.tool_calls !== undefined && m.role !== 'assistant') {
       throw new ApiError(
-        'unsupported_parameter',
-        'Tool calls are not supported.',
+        'invalid_request',
+        'Only assistant messages carry tool_calls.',
         `messages[${i}].tool_calls`,
+      );
+    }
+    if (m.role === 'tool' && m.tool_call_id === undefined) {
+      throw new ApiError(
+        'invalid_request',
+        "A 'tool' message needs tool_call_id.",
+        `messages[${i}].tool_call_id`,
       );
     }
     let content = '';
@@ -73,8 +84,43 @@ function toChatMessages(body: ChatCompletionRequest, maxMessages: number): ChatM
         })
         .join('');
     }
-    return { role: m.role === 'developer' ? 'system' : m.role, content };
+    const role = m.role === 'developer' ? 'system' : m.role;
+    const message: ChatMessage = { role, content };
+    if (m.tool_calls?.length) {
+      message.tool_calls = m.tool_calls.map((c) => ({
+        id: c.id,
+        type: 'function',
+        function: { name: c.function.name, arguments: parsedArguments(c.function.arguments) },
+      }));
+    }
+    if (m.tool_call_id !== undefined) message.tool_call_id = m.tool_call_id;
+    return message;
   });
+}
+
+/**
+ * The messages and tools as the template gets them: a template that reads `tools` renders them and the tool
+ * history itself; for one that does not, the fallback prompt (tool-calls.ts) does.
+ */
+function forTemplate(
+  engine: RouteContext['engine'],
+  messages: ChatMessage[],
+  plan: OutputPlan,
+  body: ChatCompletionRequest,
+): { messages: ChatMessage[]; tools: TemplateTool[] | undefined } {
+  const offered =
+    plan.toolMode === 'none'
+      ? []
+      : templateTools(
+          plan.tools,
+          (body.tools ?? []).map((t) => t.function.description),
+        );
+  if (engine.chatTemplate.supportsTools) {
+    return { messages, tools: offered.length > 0 ? offered : undefined };
+  }
+  const history = messages.some((m) => m.role === 'tool' || m.tool_calls?.length);
+  if (offered.length === 0 && !history) return { messages, tools: undefined };
+  return { messages: fallbackToolMessages(messages, offered), tools: undefined };
 }
 
 function toOpenAILogprob(lp: TokenLogprob) {
@@ -93,6 +139,8 @@ export async function chatCompletion(
   reply: FastifyReply,
 ): Promise<ChatCompletion | undefined> {
   refuseUnsupported(body);
+  // Schemas are checked before admission: one the grammar cannot enforce is a 400, whatever the load.
+  const plan = resolveOutput(body);
   const alias = resolveModel(ctx, body.model);
   // Validation first: a request that can never run is a 400, whatever the load.
   checkChoiceCount(ctx.engine, ctx.caps.maxN, 1, body.n ?? 1);
@@ -109,8 +157,11 @@ export async function chatCompletion(
     ctx,
     messages.map((m, i) => ({ param: `messages[${i}].content`, text: m.content })),
   );
+  // Compiled in the inference worker (cached by schema hash): a grammar it refuses is a 400 with its reason.
+  await prepareOutput(ctx.engine, plan);
+  const templated = forTemplate(ctx.engine, messages, plan, body);
   // Templated and tokenized in the tokenizer pool: a large prompt never holds the event loop.
-  const promptIds = await inTokenizerPool(ctx, ctx.engine.tokenizeChat(messages));
+  const promptIds = await inTokenizerPool(ctx, ctx.engine.tokenizeChat(templated.messages, templated.tools));
   checkPromptSize(ctx, promptIds.length, 'messages');
   const { params, n } = toSamplingParams(body, alias, ctx.defaults, ctx.caps, {
     promptTokens: promptIds.length,
@@ -121,7 +172,7 @@ export async function chatCompletion(
   params.topLogprobs = body.top_logprobs ?? 0;
   const run = await startGeneration(ctx, request, reply, {
     model: body.model,
-    plans: [{ promptIds, params }],
+    plans: [{ promptIds, params, constraint: plan.constraint }],
     n,
     promptText: messages,
     quota,
@@ -133,6 +184,11 @@ export async function chatCompletion(
     system_fingerprint: ctx.fingerprint,
   };
 
+  const toolAnswers = plan.toolMode !== 'none';
+  /** OpenAI's finish reason for an answer that ended in calls. */
+  const finishReason = (reason: ChoiceFinishReason, calls: number) =>
+    reason === 'stop' && calls > 0 ? 'tool_calls' : reason;
+
   if (body.stream) {
     const sse = openStream(ctx, request, reply, run.flow);
     const includeUsage = body.stream_options?.include_usage === true;
@@ -142,6 +198,46 @@ export async function chatCompletion(
       choices,
       ...(includeUsage ? { usage: null } : {}),
     });
+    const splitters = Array.from({ length: n }, () => new ToolCallSplitter());
+    // Whitespace between calls (their separator) is held: an answer of calls only has no content.
+    const heldSpace = new Array<string>(n).fill('');
+    const sendContent = (index: number, content: string) =>
+      sse.data(chunk([{ index, delta: { content }, logprobs: null, finish_reason: null }]));
+    const sendTool = (index: number, event: ToolStreamEvent) => {
+      if (event.type === 'text') {
+        if (event.text.trim() === '') {
+          heldSpace[index] += event.text;
+          return;
+        }
+        sendContent(index, heldSpace[index] + event.text);
+        heldSpace[index] = '';
+        return;
+      }
+      heldSpace[index] = '';
+      const { id, type, function: fn } = event.call;
+      const at = splitters[index]!.calls.length - 1;
+      // The call's head (id, type, name), then its arguments, as OpenAI streams a call.
+      sse.data(
+        chunk([
+          {
+            index,
+            delta: { tool_calls: [{ index: at, id, type, function: { name: fn.name, arguments: '' } }] },
+            logprobs: null,
+            finish_reason: null,
+          },
+        ]),
+      );
+      sse.data(
+        chunk([
+          {
+            index,
+            delta: { tool_calls: [{ index: at, function: { arguments: fn.arguments } }] },
+            logprobs: null,
+            finish_reason: null,
+          },
+        ]),
+      );
+    };
     for (let index = 0; index < n; index++) {
       sse.data(
         chunk([{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]),
@@ -152,13 +248,23 @@ export async function chatCompletion(
       await sse.ready();
       const { index } = update;
       if (update.type === 'delta') {
+        if (toolAnswers) {
+          for (const event of splitters[index]!.push(update.text)) sendTool(index, event);
+          continue;
+        }
         const logprobs = params.logprobs
           ? { content: update.logprobs.map((l) => toOpenAILogprob(l.logprob)) }
           : null;
         sse.data(chunk([{ index, delta: { content: update.text }, logprobs, finish_reason: null }]));
       } else if (update.type === 'finish') {
+        const splitter = splitters[index]!;
+        if (toolAnswers) {
+          for (const event of splitter.end()) sendTool(index, event);
+          if (splitter.calls.length === 0 && heldSpace[index]) sendContent(index, heldSpace[index]!);
+        }
         if (update.reason !== null) {
-          sse.data(chunk([{ index, delta: {}, logprobs: null, finish_reason: update.reason }]));
+          const reason = finishReason(update.reason, splitter.calls.length);
+          sse.data(chunk([{ index, delta: {}, logprobs: null, finish_reason: reason }]));
         }
       } else {
         sse.error(new ApiError('internal_error', update.message).toBody());
@@ -186,12 +292,33 @@ export async function chatCompletion(
   return {
     ...head,
     object: 'chat.completion',
-    choices: texts.map((content, index) => ({
-      index,
-      message: { role: 'assistant', content, refusal: null },
-      logprobs: params.logprobs ? { content: logprobs[index]! } : null,
-      finish_reason: run.totals.finishReasons[index] ?? null,
-    })),
+    choices: texts.map((text, index) => {
+      const reason = run.totals.finishReasons[index] ?? null;
+      const lp = params.logprobs ? { content: logprobs[index]! } : null;
+      if (!toolAnswers) {
+        return {
+          index,
+          message: { role: 'assistant', content: text, refusal: null },
+          logprobs: lp,
+          finish_reason: reason,
+        };
+      }
+      const splitter = new ToolCallSplitter();
+      const events = [...splitter.push(text), ...splitter.end()];
+      const content = events.map((e) => (e.type === 'text' ? e.text : '')).join('');
+      const { calls } = splitter;
+      return {
+        index,
+        message: {
+          role: 'assistant',
+          content: calls.length > 0 && content.trim() === '' ? null : content,
+          refusal: null,
+          ...(calls.length > 0 ? { tool_calls: calls } : {}),
+        },
+        logprobs: lp,
+        finish_reason: finishReason(reason, calls.length),
+      };
+    }),
     usage: run.usage(),
   };
 }

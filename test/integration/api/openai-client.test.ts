@@ -181,10 +181,10 @@ describe('openai SDK: errors raise the classes OpenAI would', () => {
 
   it('BadRequestError for a feature we do not serve', async () => {
     const err = await client.chat.completions
-      .create({ model, messages, tools: [{ type: 'function', function: { name: 'f', parameters: {} } }] })
+      .create({ model, messages, web_search_options: {} })
       .catch((e) => e);
     expect(err).toBeInstanceOf(OpenAI.BadRequestError);
-    expect(err.param).toBe('tools');
+    expect(err.param).toBe('web_search_options');
     expect(err.code).toBe('unsupported_parameter');
   });
 
