@@ -49,12 +49,14 @@ export const MAX_WHOLE_FILE_BYTES = 2 ** 31 - 1;
 /** Above this share of the available memory the estimate leaves too little margin for the rest. */
 export const MEMORY_WARN_FRACTION = 0.8;
 /**
- * Node, onnxruntime's arenas and threads, the tokenizer threads and Fastify, beside the weights. Measured on
- * SmolLM2-135M-Instruct (issue 11): server VmRSS at ready minus twice the graph's size was 452 MiB for fp32
- * (1694 MiB, 621 MiB graph) and 532 MiB for int8 (844 MiB, 156 MiB graph); the whole process serving the 1.5 MB
- * test model is ~130 MB, so this overstates small models and fits real ones.
+ * The process beside the weights and the KV cache: a fixed part (Node, onnxruntime, Fastify, the tokenizer
+ * threads; the whole process serving the 1.5 MB test model is ~130 MB) and a part that grows with the model
+ * (onnxruntime's arenas for activations, prepacked weights), here 0.6 × its parameters at 4 bytes each. Fitted to
+ * SmolLM2-135M-Instruct's measured VmRSS at ready (issue 11): 1694 MiB fp32 and 844 MiB int8, which this puts at
+ * 1750 and 820 MiB (+3.3%, −2.8%).
  */
-export const RUNTIME_OVERHEAD_BYTES = 512 * 1024 * 1024;
+export const RUNTIME_BASE_BYTES = 200 * 1024 * 1024;
+export const RUNTIME_BYTES_PER_PARAMETER = 0.6 * 4;
 /** When the graph's KV inputs cannot be read, the larger of the two types the engine supports is assumed. */
 const FALLBACK_KV_TYPE = 'float32';
 const CERT_EXPIRY_WARN_MS = 7 * 24 * 60 * 60 * 1000; // 7 days
@@ -81,8 +83,10 @@ export interface SystemResources {
 export interface ModelNeeds {
   /** Bytes of the graph and its external data, as loaded. */
   weightsBytes: number;
-  /** RUNTIME_OVERHEAD_BYTES: the process beside the weights and the KV cache. */
+  /** The process beside the weights and the KV cache (RUNTIME_BASE_BYTES + RUNTIME_BYTES_PER_PARAMETER each). */
   runtimeBytes: number;
+  /** Parameters, counted from the model's config (or, without the sizes needed, its weights at 4 bytes each). */
+  parameters: number;
   /** The KV cache's element type, as the graph declares its past_key_values inputs (or the fallback). */
   kvType: string;
   /** Where kvType came from: `graph` (read from its inputs) or `assumed`. */
@@ -283,12 +287,15 @@ export function modelNeeds(
   const type = known ? kvType : FALLBACK_KV_TYPE;
   // Keys and values, for the past and the present tensors of a decode step.
   const kvCacheBytes = 2 * 2 * layers * kvHeads * headDim * contextLength * batchSize * ELEMENT_BYTES[type]!;
+  const parameters = parameterCount(hf) ?? Math.round(weightsBytes / 4);
+  const runtimeBytes = Math.round(RUNTIME_BASE_BYTES + RUNTIME_BYTES_PER_PARAMETER * parameters);
   // The engine keeps the verified bytes it hashed and hands them to onnxruntime, which holds its own copy.
-  const startBytes = 2 * weightsBytes + RUNTIME_OVERHEAD_BYTES;
+  const startBytes = 2 * weightsBytes + runtimeBytes;
   const worstCaseBytes = startBytes + kvCacheBytes;
   return {
     weightsBytes,
-    runtimeBytes: RUNTIME_OVERHEAD_BYTES,
+    runtimeBytes,
+    parameters,
     kvType: type,
     kvTypeSource: known ? 'graph' : 'assumed',
     contextLength,
@@ -298,6 +305,22 @@ export function modelNeeds(
     worstCaseBytes,
     estimatedBytes: worstCaseBytes,
   };
+}
+
+/** A Llama-style decoder's parameters from its config; undefined when a size it needs is missing. */
+export function parameterCount(
+  hf: HfModelConfig & { intermediate_size?: number; tie_word_embeddings?: boolean },
+): number | undefined {
+  const { vocab_size: vocab, hidden_size: hidden, num_hidden_layers: layers, intermediate_size: ffn } = hf;
+  if (vocab === undefined || hidden === undefined || layers === undefined || ffn === undefined)
+    return undefined;
+  const heads = hf.num_attention_heads ?? 1;
+  const headDim = hf.head_dim ?? Math.floor(hidden / heads);
+  const kvHeads = hf.num_key_value_heads ?? heads;
+  const attention = 2 * hidden * heads * headDim + 2 * hidden * kvHeads * headDim; // q, o; k, v
+  const mlp = 3 * hidden * ffn; // gate, up, down
+  const embeddings = vocab * hidden * (hf.tie_word_embeddings === true ? 1 : 2);
+  return embeddings + layers * (attention + mlp + 2 * hidden) + hidden; // + the RMSNorm weights
 }
 
 async function sha256File(path: string): Promise<string> {
@@ -457,7 +480,7 @@ function checkMemory(needs: ModelNeeds, system: SystemResources, report: Report)
     (needs.kvTypeSource === 'assumed' ? ' (assumed: the graph declares no past_key_values type)' : '');
   const summary =
     `at start ~${formatBytes(needs.startBytes)} (weights ${formatBytes(needs.weightsBytes)} × 2 + runtime ` +
-    `${formatBytes(needs.runtimeBytes)}); worst case ~${formatBytes(needs.worstCaseBytes)} (+ ${kv}); ` +
+    `${formatBytes(needs.runtimeBytes)} for ${formatCount(needs.parameters)} parameters); worst case ~${formatBytes(needs.worstCaseBytes)} (+ ${kv}); ` +
     `${formatBytes(system.memoryBytes)} available (${system.memorySource})`;
   if (needs.startBytes > system.memoryBytes) {
     report(
@@ -554,6 +577,14 @@ async function cgroupCpuQuota(
   const quota = Number(await read('cpu/cpu.cfs_quota_us')); // -1 when unlimited
   const period = Number(await read('cpu/cpu.cfs_period_us'));
   return quota > 0 && period > 0 ? quota / period : undefined;
+}
+
+function formatCount(n: number): string {
+  return n >= 1e9
+    ? `${(n / 1e9).toFixed(1)}B`
+    : n >= 1e6
+      ? `${(n / 1e6).toFixed(0)}M`
+      : `${(n / 1e3).toFixed(0)}k`;
 }
 
 export function formatBytes(bytes: number): string {

@@ -15,7 +15,9 @@ import {
   MEMORY_WARN_FRACTION,
   measureSystem,
   modelNeeds,
-  RUNTIME_OVERHEAD_BYTES,
+  parameterCount,
+  RUNTIME_BASE_BYTES,
+  RUNTIME_BYTES_PER_PARAMETER,
   runChecks,
   type SystemResources,
 } from '../../service/check.js';
@@ -148,7 +150,14 @@ describe('runChecks', () => {
       batchSize: 16,
       contextLength: 512,
     });
-    expect(needs!.startBytes).toBe(2 * needs!.weightsBytes + RUNTIME_OVERHEAD_BYTES);
+    expect(needs!.startBytes).toBe(2 * needs!.weightsBytes + needs!.runtimeBytes);
+    // The bundled model: 2 layers, hidden 64, 4 heads of 16 (2 for K/V), FFN 176, vocabulary 2048, untied.
+    expect(needs!.parameters).toBe(
+      2048 * 64 * 2 + 2 * (2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 176 + 2 * 64) + 64,
+    );
+    expect(needs!.runtimeBytes).toBe(
+      Math.round(RUNTIME_BASE_BYTES + RUNTIME_BYTES_PER_PARAMETER * needs!.parameters),
+    );
     expect(needs!.worstCaseBytes).toBe(needs!.startBytes + needs!.kvCacheBytes);
     expect(needs!.estimatedBytes).toBe(needs!.worstCaseBytes);
   });
@@ -301,8 +310,35 @@ describe('modelNeeds', () => {
 
   it('counts the weights twice at start, and adds the full KV cache for the worst case', () => {
     const needs = modelNeeds({ ...hf, max_position_embeddings: 8192 }, { engine }, GiB, 'float32');
-    expect(needs.startBytes).toBe(2 * GiB + RUNTIME_OVERHEAD_BYTES);
-    expect(needs.worstCaseBytes).toBe(2 * GiB + RUNTIME_OVERHEAD_BYTES + 16 * GiB);
+    // No intermediate_size here: the parameters are taken from the weights at 4 bytes each.
+    expect(needs.parameters).toBe(GiB / 4);
+    const runtime = Math.round(RUNTIME_BASE_BYTES + RUNTIME_BYTES_PER_PARAMETER * (GiB / 4));
+    expect(needs.startBytes).toBe(2 * GiB + runtime);
+    expect(needs.worstCaseBytes).toBe(2 * GiB + runtime + 16 * GiB);
+  });
+
+  it("counts SmolLM2-135M's parameters from its config, and lands near its measured VmRSS", () => {
+    const smollm2 = {
+      vocab_size: 49152,
+      hidden_size: 576,
+      intermediate_size: 1536,
+      num_hidden_layers: 30,
+      num_attention_heads: 9,
+      num_key_value_heads: 3,
+      head_dim: 64,
+      tie_word_embeddings: true,
+      max_position_embeddings: 8192,
+    };
+    expect(parameterCount(smollm2)).toBe(134_515_008);
+    // Issue 11's measurements: graph sizes, and the server's VmRSS at ready.
+    const MiB = 1024 ** 2;
+    for (const [graphBytes, measured] of [
+      [651_453_577, 1694 * MiB],
+      [163_330_463, 844 * MiB],
+    ] as const) {
+      const { startBytes } = modelNeeds(smollm2, { engine: { maxBatchSize: 16 } }, graphBytes, 'float32');
+      expect(Math.abs(startBytes - measured) / measured).toBeLessThan(0.05);
+    }
   });
 
   it('sizes a float16 cache at half, and assumes float32 where the graph says nothing', () => {
