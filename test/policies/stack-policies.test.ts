@@ -195,13 +195,17 @@ describe('service settings outside the local stack', () => {
     ]);
   });
 
-  it('leaves the local stack to serve as it likes', async () => {
-    const local = stack({
-      stack: 'local',
-      serviceConfig: SERVICE_CONFIG.replace('enabled: true', 'enabled: false'),
-    }).filter((r) => r.type !== TYPES.remoteCommand || r.name === 'service-files-write');
-    // The files writer is a remote command here, which makes the stack non-local: the rule applies.
-    expect(await found('service-tls', local)).toHaveLength(1);
+  it('leaves the local stack alone, unless it deploys over SSH', async () => {
+    const plainHttp = SERVICE_CONFIG.replace('enabled: true', 'enabled: false');
+    const overSsh = stack({ stack: 'local', serviceConfig: plainHttp });
+    expect(await found('service-tls', overSsh)).toHaveLength(1);
+    // The same stack with its commands run on this machine (command:local:Command, no connection).
+    const here = overSsh.map((r) => {
+      if (r.type !== TYPES.remoteCommand) return r;
+      const { connection: _, ...props } = r.props;
+      return { ...r, type: TYPES.localCommand, props };
+    });
+    expect(await found('service-tls', here)).toEqual([]);
   });
 
   it('benchmark-schedule rejects a stack without a benchmark timer', async () => {
