@@ -5,7 +5,7 @@ import {
   TOOL_CALL_OPEN,
   toolCallBegin,
 } from './constraint.js';
-import { repairSchemaGrammar } from './grammar-repairs.js';
+import { closeIntegerBounds, repairSchemaGrammar } from './grammar-repairs.js';
 import { RowConstraint } from './row-constraint.js';
 import type { GrammarVocabulary } from './vocabulary.js';
 import { type CompilerHandle, type Handle, loadXGrammar, type XGrammar } from './xgrammar.js';
@@ -109,8 +109,14 @@ export class GrammarBackend {
         .filter((line) => line !== undefined)
         .pop();
       if (err instanceof GrammarCompileError) throw err;
-      // Retired: see the class comment.
+      // Retired: see the class comment. Its cached grammars go too, so that the instance (its whole heap) is
+      // freed once its last matcher ends, however many refusals come.
       if (this.current === instance) this.current = undefined;
+      for (const [key, entry] of this.cache) {
+        if (entry.instance !== instance) continue;
+        this.cache.delete(key);
+        entry.compiled.delete();
+      }
       throw new GrammarCompileError(reason ?? `the grammar was refused (${(err as Error).message})`);
     }
   }
@@ -142,7 +148,7 @@ export class GrammarBackend {
 /** A JSON Schema as compact-JSON EBNF (strict: no members the schema does not name), kept inside JSON. */
 async function schemaEbnf(xg: XGrammar, schema: string): Promise<string> {
   const ebnf = await xg.library.Testings._jsonSchemaToEBNF(
-    schema,
+    JSON.stringify(closeIntegerBounds(JSON.parse(schema))),
     false,
     -1,
     [SEPARATORS.first, SEPARATORS.second],

@@ -84,3 +84,36 @@ export function repairSchemaGrammar(grammar: string): string {
   }
   return out;
 }
+
+/**
+ * xgrammar 0.1.27's integer ranges are exact only with both ends: `minimum: 3` alone gives `[3-9] | [1-9]
+ * [0-9]*` (so 1 and 2 pass) and `minimum: -5` alone a broken `"-" ( )`. Every bounded integer is given both
+ * ends here, inclusive (exclusive bounds moved in by one), the open end at ±Number.MAX_SAFE_INTEGER. Returns a
+ * copy; subschemas are walked as schema-keywords walks them.
+ */
+export function closeIntegerBounds(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(closeIntegerBounds);
+  if (schema === null || typeof schema !== 'object') return schema;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(schema)) {
+    out[key] =
+      key === 'enum' || key === 'const' || key === 'default' || key === 'examples'
+        ? value
+        : closeIntegerBounds(value);
+  }
+  const bounded = ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum'].some(
+    (k) => typeof out[k] === 'number',
+  );
+  if (out.type !== 'integer' || !bounded) return out;
+  const lows = [Number.MIN_SAFE_INTEGER];
+  const highs = [Number.MAX_SAFE_INTEGER];
+  if (typeof out.minimum === 'number') lows.push(Math.ceil(out.minimum));
+  if (typeof out.exclusiveMinimum === 'number') lows.push(Math.floor(out.exclusiveMinimum) + 1);
+  if (typeof out.maximum === 'number') highs.push(Math.floor(out.maximum));
+  if (typeof out.exclusiveMaximum === 'number') highs.push(Math.ceil(out.exclusiveMaximum) - 1);
+  delete out.exclusiveMinimum;
+  delete out.exclusiveMaximum;
+  out.minimum = Math.max(...lows);
+  out.maximum = Math.min(...highs);
+  return out;
+}

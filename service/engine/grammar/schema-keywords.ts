@@ -1,7 +1,7 @@
 /**
  * Which JSON-Schema keywords the grammar really enforces. xgrammar ignores keywords it does not implement
  * (uniqueItems, multipleOf, not, if/then, a second allOf entry…) and would run those schemas with the keyword
- * silently dropped; each keyword below was checked against xgrammar 0.1.27 (test/unit/grammar-schema.test.ts),
+ * silently dropped; each keyword below was checked against xgrammar 0.1.27 (test/unit/engine/grammar-schema.test.ts),
  * and a schema using any other is refused by name before it is compiled.
  */
 
@@ -90,6 +90,23 @@ export class UnsupportedSchemaError extends Error {
   }
 }
 
+/**
+ * Refuses a regular expression whose repetition counts exceed maxStringLength, for the compile cost that bounds
+ * minLength/maxLength (every counted repetition is as many grammar states).
+ */
+export function checkPatternCost(pattern: string, keyword: string, path = ''): void {
+  for (const m of pattern.matchAll(/\{(\d+)(?:,(\d*))?\}/g)) {
+    const largest = Math.max(Number(m[1]), Number(m[2] || 0));
+    if (largest > SCHEMA_LIMITS.maxStringLength) {
+      throw new UnsupportedSchemaError(
+        keyword,
+        path,
+        `repetition counts above ${SCHEMA_LIMITS.maxStringLength} ('${m[0]}') are not supported (its grammar takes seconds to compile)`,
+      );
+    }
+  }
+}
+
 const BOUNDS = ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum'] as const;
 
 const SUBSCHEMA_MAPS = ['properties', '$defs', 'definitions'] as const;
@@ -142,6 +159,7 @@ export function checkSchemaKeywords(schema: unknown, path = '', depth = 0): void
       );
     }
   }
+  if (typeof s.pattern === 'string') checkPatternCost(s.pattern, 'pattern', path);
   if (Array.isArray(s.allOf) && s.allOf.length > 1) {
     throw new UnsupportedSchemaError('allOf', path, 'allOf with more than one schema is not supported');
   }

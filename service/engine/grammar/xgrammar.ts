@@ -6,9 +6,12 @@
  *    step must not wait for a microtask per row, and the bundle's wrappers are async only to await init;
  *  - the module's stderr (`printErr`) comes here, because a refused grammar throws a bare "Aborted()" and the
  *    reason ("Regex parsing error at position 3: Lookbehind is not supported yet.") is only printed.
+ * and its one dynamic `import('module')` is given node:module directly (code made by `new Function` has no
+ * module context to import from under vitest's VM modules).
  * Each `loadXGrammar()` is a fresh WebAssembly instance: one that aborted is retired (see GrammarBackend).
  */
 import { readFileSync } from 'node:fs';
+import * as nodeModule from 'node:module';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 
@@ -82,13 +85,14 @@ export interface XGrammar {
 const BUNDLE = require.resolve('@mlc-ai/web-xgrammar');
 const BINDING_HOOK = 'let binding = null;';
 const INIT_HOOK = 'binding = await Module();';
+const IMPORT_HOOK = "await import('module')";
 
 let source: string | undefined;
 
 function bundleSource(): string {
   if (source !== undefined) return source;
   const text = readFileSync(BUNDLE, 'utf8');
-  for (const hook of [BINDING_HOOK, INIT_HOOK]) {
+  for (const hook of [BINDING_HOOK, INIT_HOOK, IMPORT_HOOK]) {
     // The version is pinned; a different bundle fails here, loudly, rather than half-working.
     if (text.split(hook).length !== 2) throw new Error(`web-xgrammar bundle changed: no single '${hook}'`);
   }
@@ -97,7 +101,8 @@ function bundleSource(): string {
       BINDING_HOOK,
       `${BINDING_HOOK} exports.__binding = async () => { await asyncInitBinding(); return binding; };`,
     )
-    .replace(INIT_HOOK, 'binding = await Module(__moduleArg);');
+    .replace(INIT_HOOK, 'binding = await Module(__moduleArg);')
+    .replace(IMPORT_HOOK, '__nodeModule');
   return source;
 }
 
@@ -117,12 +122,11 @@ export async function loadXGrammar(): Promise<XGrammar> {
     '__filename',
     '__dirname',
     '__moduleArg',
+    '__nodeModule',
     bundleSource(),
   );
-  factory.call(exports, exports, module, require, BUNDLE, dirname(BUNDLE), {
-    print: record,
-    printErr: record,
-  });
+  const moduleArg = { print: record, printErr: record };
+  factory.call(exports, exports, module, require, BUNDLE, dirname(BUNDLE), moduleArg, nodeModule);
   const lib = module.exports as Record<string, unknown>;
   const binding = (await (lib.__binding as () => Promise<XGrammarBinding>)()) as XGrammarBinding;
   return {

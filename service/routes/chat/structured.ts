@@ -5,7 +5,7 @@
  */
 
 import type { ConstraintSpec, ToolSpec } from '../../engine/grammar/constraint.js';
-import { checkSchemaKeywords, UnsupportedSchemaError } from '../../engine/grammar/schema-keywords.js';
+import { checkPatternCost, checkSchemaKeywords, UnsupportedSchemaError } from '../../engine/grammar/schema-keywords.js';
 import type { Engine } from '../../engine/index.js';
 import { EngineError } from '../../engine/index.js';
 import { ApiError, echo } from '../../errors.js';
@@ -54,7 +54,17 @@ function fromResponseFormat(body: ChatCompletionRequest): OutputPlan['constraint
     const schema = format.json_schema.schema ?? { type: 'object' };
     return { kind: 'json_schema', schema: schemaText(schema, 'response_format.json_schema.schema') };
   }
-  if (format.type === 'regex') return { kind: 'regex', pattern: format.regex };
+  if (format.type === 'regex') {
+    try {
+      checkPatternCost(format.regex, 'regex');
+    } catch (err) {
+      if (err instanceof UnsupportedSchemaError) {
+        throw new ApiError('unsupported_schema', echo(err.message), 'response_format.regex');
+      }
+      throw err;
+    }
+    return { kind: 'regex', pattern: format.regex };
+  }
   return { kind: 'choice', choices: format.choice };
 }
 
