@@ -5,7 +5,11 @@
  */
 
 import type { ConstraintSpec, ToolSpec } from '../../engine/grammar/constraint.js';
-import { checkPatternCost, checkSchemaKeywords, UnsupportedSchemaError } from '../../engine/grammar/schema-keywords.js';
+import {
+  checkPatternCost,
+  checkSchemaKeywords,
+  UnsupportedSchemaError,
+} from '../../engine/grammar/schema-keywords.js';
 import type { Engine } from '../../engine/index.js';
 import { EngineError } from '../../engine/index.js';
 import { ApiError, echo } from '../../errors.js';
