@@ -75,8 +75,10 @@ class ChatStreamer(HttpUser):
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
+                        # Read on to the end of the body rather than break: a response left unread is not
+                        # returned to the pool, and every request would pay a new TLS handshake.
                         done = True
-                        break
+                        continue
                     chunk = json.loads(data)
                     if "error" in chunk:
                         error = Exception(f"error event: {chunk['error'].get('message')}")
