@@ -2,6 +2,7 @@
  * Who can reach what: admin and data services never on every interface; outside the local stack, a published
  * API port only behind a firewall of the same stack that admits the configured client networks.
  */
+import type { PolicyResource } from '@pulumi/policy';
 import { accessTo, looksLikeRuleset, parseRuleset } from './lib/nft.js';
 import { configOf, type Finding, resourcePolicy, type StackFinding, stackPolicy } from './lib/policy.js';
 import {
@@ -10,7 +11,6 @@ import {
   type ContainerProps,
   commandProps,
   containerProps,
-  containers,
   docker,
   isCommand,
   isLocalStack,
@@ -18,6 +18,7 @@ import {
   type LocalityConfig,
   publishedPort,
   roleOf,
+  withRole,
 } from './lib/resources.js';
 
 // An unset ip is docker's default: every IPv4 and IPv6 interface.
@@ -43,15 +44,20 @@ export function checkAdminPortsPrivate(c: ContainerProps): Finding[] {
   return findings;
 }
 
-/** Published API ports, by container. */
-function publishedApi(resources: Parameters<typeof containers>[0]) {
-  return containers(resources)
-    .filter((r) => API_ROLES.includes(roleOf(containerProps(r)) ?? 'prometheus'))
-    .flatMap((r) => (containerProps(r).ports ?? []).map((port) => ({ resource: r, port })));
+// Published on loopback, a port is reachable from this host only: no firewall needed for it.
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$/;
+
+/** The API ports the stack publishes beyond loopback, by container. */
+export function publishedApi(resources: readonly PolicyResource[]) {
+  return withRole(resources, ...API_ROLES).flatMap((r) =>
+    (containerProps(r).ports ?? [])
+      .filter((port) => !LOOPBACK.test(port.ip ?? ''))
+      .map((port) => ({ resource: r, port })),
+  );
 }
 
 /** The nft rulesets the stack's commands apply, by command. */
-export function firewallsOf(resources: Parameters<typeof containers>[0]) {
+export function firewallsOf(resources: readonly PolicyResource[]) {
   return resources
     .filter((r) => isCommand(r) && looksLikeRuleset(String(commandProps(r).stdin ?? '')))
     .map((r) => ({ resource: r, ruleset: parseRuleset(String(commandProps(r).stdin)) }));

@@ -3,19 +3,10 @@
  * host's tables), and admits no source at all to a published API port.
  */
 import { defaultTableName } from '../infra/render/nftables.js';
-import { firewallsOf } from './exposure.js';
+import { firewallsOf, publishedApi } from './exposure.js';
 import { accessTo, looksLikeRuleset, parseRuleset, tablesTouched } from './lib/nft.js';
 import { anyResourcePolicy, configOf, type Finding, type StackFinding, stackPolicy } from './lib/policy.js';
-import {
-  API_ROLES,
-  commandProps,
-  containerProps,
-  containers,
-  isCommand,
-  publishedPort,
-  roleOf,
-  stackOf,
-} from './lib/resources.js';
+import { commandProps, isCommand, publishedPort, stackOf } from './lib/resources.js';
 
 export interface OwnTableConfig {
   /** Tables besides the stack's default one (`chatmirror_<stack>`) a firewall may touch (firewall.table). */
@@ -66,13 +57,7 @@ export const firewallPolicies = [
       description: 'No firewall rule admits every source to a published API port.',
     },
     (args) => {
-      const ports = [
-        ...new Set(
-          containers(args.resources)
-            .filter((r) => API_ROLES.includes(roleOf(containerProps(r)) ?? 'prometheus'))
-            .flatMap((r) => (containerProps(r).ports ?? []).map(publishedPort)),
-        ),
-      ];
+      const ports = [...new Set(publishedApi(args.resources).map(({ port }) => publishedPort(port)))];
       const findings: StackFinding[] = [];
       for (const { resource, ruleset } of firewallsOf(args.resources))
         for (const port of ports)

@@ -6,7 +6,7 @@
 import type { PolicyResource } from '@pulumi/policy';
 import { hostFiles, serviceConfigOf } from './lib/host-files.js';
 import { type StackFinding, stackPolicy } from './lib/policy.js';
-import { commandProps, containerProps, containers, isCommand, roleOf } from './lib/resources.js';
+import { commandProps, containerProps, isCommand, withRole } from './lib/resources.js';
 
 const MANIFEST_CHECK = /sha256sum\s+--check/;
 const HEX64 = /\b[0-9a-f]{64}\b/;
@@ -33,7 +33,7 @@ export function checkModelVerified(resources: readonly PolicyResource[]): StackF
   const files = hostFiles(resources);
   const verifiers = resources.filter(isCommand);
   const findings: StackFinding[] = [];
-  for (const resource of containers(resources).filter((r) => roleOf(containerProps(r)) === 'api')) {
+  for (const resource of withRole(resources, 'api')) {
     const props = containerProps(resource);
     const lookup = serviceConfigOf(resource, files);
     const modelDir = lookup.ok ? lookup.config.engine?.modelDir : undefined;

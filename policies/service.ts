@@ -16,6 +16,7 @@ import {
   publishedPort,
   roleOf,
   stackOf,
+  withRole,
 } from './lib/resources.js';
 
 export function checkTls(config: ServiceConfig): Finding[] {
@@ -103,9 +104,10 @@ export function checkMetricsProtected(config: ServiceConfig): Finding[] {
 /** The API containers of a stack and the service config each will load. */
 function apiConfigs(resources: readonly PolicyResource[]) {
   const files = hostFiles(resources);
-  return containers(resources)
-    .filter((r) => roleOf(containerProps(r)) === 'api')
-    .map((resource) => ({ resource, lookup: serviceConfigOf(resource, files) }));
+  return withRole(resources, 'api').map((resource) => ({
+    resource,
+    lookup: serviceConfigOf(resource, files),
+  }));
 }
 
 const LOCALITY_SCHEMA = {
@@ -166,7 +168,7 @@ export function checkReplicas(resources: readonly PolicyResource[]): StackFindin
   const apis = apiConfigs(resources);
   if (apis.length <= 1) return [];
   const findings: StackFinding[] = [];
-  const redis = containers(resources).filter((r) => roleOf(containerProps(r)) === 'redis');
+  const redis = withRole(resources, 'redis');
   for (const { resource, lookup } of apis) {
     if (!lookup.ok || lookup.config.quotas?.store !== 'redis')
       findings.push({

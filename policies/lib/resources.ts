@@ -105,6 +105,14 @@ export function containers(resources: readonly PolicyResource[]): PolicyResource
   return resources.filter(isContainer);
 }
 
+/** The containers of the stack with one of these roles. */
+export function withRole(resources: readonly PolicyResource[], ...roles: Role[]): PolicyResource[] {
+  return containers(resources).filter((r) => {
+    const role = roleOf(r.props as ContainerProps);
+    return role !== undefined && roles.includes(role);
+  });
+}
+
 export function containerProps(r: Checked): ContainerProps {
   return r.props as ContainerProps;
 }

@@ -78,6 +78,14 @@ describe('api-port-firewalled', () => {
     ]);
   });
 
+  it('needs no firewall for an API published on loopback only', async () => {
+    const loopback = stack({
+      without: ['firewall-nft'],
+      api: { ports: [{ internal: 8443, external: 8443, ip: '127.0.0.1' }] },
+    });
+    expect(await found('api-port-firewalled', loopback)).toEqual([]);
+  });
+
   it('does not apply to the local stack, unless it reaches another machine', async () => {
     const local = stack({ stack: 'local', without: ['firewall-nft'] }).filter(
       (r) => r.type !== TYPES.remoteCommand,
