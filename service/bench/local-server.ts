@@ -60,8 +60,8 @@ export async function startLocalServer(options: {
   const banner =
     /chatmirror: serving (\S+) at (https:\/\/\S+)\n[\s\S]*?self-signed development certificate: (\S+) [\s\S]*?export CHATMIRROR_TOKEN=(\S+)/;
   const deadline = Date.now() + STARTUP_TIMEOUT_MS;
-  let match: RegExpMatchArray | null = null;
-  while (!(match = log.match(banner))) {
+  let match = log.match(banner);
+  while (match === null) {
     if (exited(child))
       throw new Error(`chatmirror serve exited (${child.exitCode ?? child.signalCode}):\n${log}`);
     if (Date.now() > deadline) {
@@ -69,6 +69,7 @@ export async function startLocalServer(options: {
       throw new Error(`chatmirror serve printed no banner within ${STARTUP_TIMEOUT_MS / 1000} s:\n${log}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
+    match = log.match(banner);
   }
   return {
     model: match[1]!,
