@@ -67,9 +67,12 @@ const CASES: [string, Partial<ContainerProps>, RegExp][] = [
 ];
 
 describe('container policies', () => {
-  it.each(containerPolicies.map((p) => p.name))('%s passes the hardened container', async (policy) => {
-    expect(await messages(policy, hardened('api'))).toEqual([]);
-  });
+  it.each([...imagePolicies, ...containerPolicies].map((p) => p.name))(
+    '%s passes the hardened container',
+    async (policy) => {
+      expect(await messages(policy, hardened('api'))).toEqual([]);
+    },
+  );
 
   it.each(CASES)('%s rejects %j', async (policy, change, expected) => {
     const found = await messages(policy, hardened('api', change));
