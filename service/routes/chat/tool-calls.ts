@@ -5,7 +5,13 @@
  * prompt by the fallback below, documented in docs/structured-outputs.md.
  */
 import { randomUUID } from 'node:crypto';
-import { TOOL_CALL_CLOSE, TOOL_CALL_OPEN, type ToolSpec } from '../../engine/grammar/constraint.js';
+import {
+  TOOL_CALL_CLOSE,
+  TOOL_CALL_END,
+  TOOL_CALL_OPEN,
+  type ToolSpec,
+  toolCallBegin,
+} from '../../engine/grammar/constraint.js';
 import type { ChatMessage, TemplateTool } from '../../engine/index.js';
 
 export interface ToolCall {
@@ -32,8 +38,20 @@ export function toolSystemPrompt(tools: TemplateTool[]): string {
   ].join('\n');
 }
 
+/** JSON as the constrained output writes it (Python's json.dumps: ", " and ": "), so replayed calls look alike. */
+function dumps(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(dumps).join(', ')}]`;
+  if (value !== null && typeof value === 'object') {
+    return `{${Object.entries(value)
+      .map(([k, v]) => `${JSON.stringify(k)}: ${dumps(v)}`)
+      .join(', ')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+/** A replayed call, written exactly as the tool-call constraint makes the model write one. */
 function callText(call: { function: { name: string; arguments: unknown } }): string {
-  return `${TOOL_CALL_OPEN}\n${JSON.stringify({ name: call.function.name, arguments: call.function.arguments })}\n${TOOL_CALL_CLOSE}`;
+  return `${toolCallBegin(call.function.name)}${dumps(call.function.arguments)}${TOOL_CALL_END}`;
 }
 
 /**
