@@ -28,13 +28,19 @@ const MAX_TOKENS = 32;
 const PROMPTS = 512;
 const LOCUST_TIMEOUT_MS = (SECONDS + 60) * 1000;
 
-/** Allowed |locust / bench − 1| per figure (what was measured on 2 shared cores: docs/benchmarks.md). */
+/**
+ * Allowed |locust / bench − 1| per figure. Measured (docs/benchmarks.md, "Measured agreement"): on 2 cores at load
+ * averages of 11 to 16 the pooled ratios were 0.87–1.07 (req/s), 0.94–1.29 (TTFT p50), 1.03–1.41 (TTFT p90),
+ * 0.97–1.16 (E2EL p50) and 0.92–1.16 (E2EL p90), locust's Python client reading higher latencies the busier the
+ * machine. The bounds pass that and still fail the 2–3× errors met on the way (a 512-byte read buffer delaying
+ * TTFT, a TLS handshake per request).
+ */
 export const TOLERANCE: Record<Figure, number> = {
-  'req/s': 0.15,
-  'TTFT p50': 0.25,
-  'TTFT p90': 0.3,
-  'E2EL p50': 0.15,
-  'E2EL p90': 0.2,
+  'req/s': 0.2,
+  'TTFT p50': 0.35,
+  'TTFT p90': 0.5,
+  'E2EL p50': 0.25,
+  'E2EL p90': 0.3,
 };
 type Figure = 'req/s' | 'TTFT p50' | 'TTFT p90' | 'E2EL p50' | 'E2EL p90';
 type Figures = Record<Figure, number>;
