@@ -3,6 +3,9 @@
  * answered with one line naming it and the command's usage (exit 2), the Node.js notice, and the banner `serve`
  * prints (what a client must trust and send).
  */
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../../../service/cli-run.js';
 import { nodeVersionNotice } from '../../../service/node-version.js';
@@ -75,6 +78,22 @@ describe('chatmirror --help', () => {
     expect(code).toBe(2);
     expect(stderr).toMatch(/^chatmirror: unknown command "serv"\n\nusage: chatmirror COMMAND/);
   });
+});
+
+describe('npx chatmirror', () => {
+  const root = fileURLToPath(new URL('../../../', import.meta.url));
+
+  it('runs the sources from the checkout with no build: bin points at the tsx shim, not dist/', async () => {
+    const pkg = JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { bin: Record<string, string> };
+    expect(pkg.bin).toEqual({ chatmirror: 'bin/chatmirror.mjs' });
+    const { code, stdout } = await new Promise<{ code: number; stdout: string }>((resolve) =>
+      execFile('npx', ['--no', 'chatmirror', 'check', '--help'], { cwd: root }, (err, out) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout: out }),
+      ),
+    );
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^usage: chatmirror check /);
+  }, 60_000);
 });
 
 describe('the Node.js notice', () => {
