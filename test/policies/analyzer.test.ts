@@ -8,10 +8,11 @@
  * @pulumi/pulumi ships (proto/analyzer_grpc_pb.js), as the CLI does.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { stackPlanOptions } from '../infra/fixtures.js';
 import { type PlannedResource, PROJECT_DIR, planStack } from '../infra/plan.js';
 
@@ -148,6 +149,27 @@ function diagnostics(res: { getDiagnosticsList(): InstanceType<typeof analyzerPb
     urn: d.getUrn(),
   }));
 }
+
+describe('the pack directory', () => {
+  it('has the PulumiPolicy.yaml the CLI loads (workspace.LoadPolicyPack): a nodejs runtime, known fields only', () => {
+    const project = parseYaml(readFileSync(`${PACK_DIR}/PulumiPolicy.yaml`, 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    expect(project.runtime).toBe('nodejs');
+    // PolicyPackProject's fields (pkg/workspace/project.go); with no `main`, the runner loads package.json's main.
+    expect(
+      Object.keys(project).filter(
+        (k) => !['runtime', 'version', 'description', 'author', 'website', 'license'].includes(k),
+      ),
+    ).toEqual([]);
+    const pkg = JSON.parse(readFileSync(`${PACK_DIR}/package.json`, 'utf8')) as {
+      main: string;
+      version: string;
+    };
+    expect(existsSync(`${PACK_DIR}/${pkg.main}`)).toBe(true);
+  });
+});
 
 describe('the pack started as a policy analyzer', () => {
   it('reports its policies and their levels (GetAnalyzerInfo)', async () => {
