@@ -1,6 +1,12 @@
 import type { MatcherHandle, XGrammarBinding } from './xgrammar.js';
 
 /**
+ * A backstop for rows that end without `dispose` (the scheduler drops every row of a failed decode step):
+ * the matcher's WebAssembly memory is freed when the row is collected.
+ */
+const unreleased = new FinalizationRegistry<MatcherHandle>((matcher) => matcher.delete());
+
+/**
  * One sequence's place in its grammar: the tokens allowed next (as a mask on that row's logits) and the tokens
  * accepted so far. The stop tokens (EOS, <|im_end|>) are allowed only where the grammar may end, so a row that
  * samples one has finished its grammar.
@@ -12,7 +18,9 @@ export class RowConstraint {
     private readonly binding: XGrammarBinding,
     private readonly matcher: MatcherHandle,
     private readonly vocabSize: number,
-  ) {}
+  ) {
+    unreleased.register(this, matcher, this);
+  }
 
   /** Sets every token the grammar does not allow next to -Infinity, in place (the row's other settings apply after). */
   mask(logits: Float32Array): void {
@@ -48,6 +56,7 @@ export class RowConstraint {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    unreleased.unregister(this);
     this.matcher.delete();
   }
 }
