@@ -3,7 +3,7 @@
  * warmup; summarises each level as vLLM does (stats.ts); prints a table and writes JSON, Markdown, an SVG
  * chart, a history document and Prometheus text as asked. `chatmirror bench report` reads histories (report.ts).
  *
- * Exit status: 2 for bad usage (with the usage printed), 1 when the endpoint cannot be reached or a level has
+ * Exit status: 2 for bad usage (the CLI prints the usage), 1 when the endpoint cannot be reached or a level has
  * no successful request, 3 when a level misses --slo. The outputs are written before either failure, so the
  * history records the failed run (and the textfile then carries no last-success sample).
  */
@@ -140,16 +140,11 @@ export async function bench(argv: string[], io: BenchIo = {}): Promise<BenchRepo
   const out = io.out ?? process.stdout;
   const err = io.err ?? process.stderr;
   if (argv[0] === 'report') {
-    await historyReport(argv.slice(1), { out, err });
+    await historyReport(argv.slice(1), out);
     return undefined;
   }
-  let options: BenchOptions | undefined;
-  try {
-    options = parseBenchArgs(argv);
-  } catch (error) {
-    if (error instanceof UsageError) err.write(`${BENCH_HELP}\n`);
-    throw error;
-  }
+  // A UsageError goes up to the CLI, which prints it with BENCH_USAGE and exits 2 (service/cli-run.ts).
+  const options = parseBenchArgs(argv);
   if (options === undefined) {
     out.write(BENCH_HELP);
     return undefined;

@@ -34,23 +34,17 @@ export interface HistoryRow {
   figures: Partial<Record<Figure, number>>;
 }
 
-export async function report(argv: string[], io: { out: CommandOutput; err: CommandOutput }): Promise<void> {
-  let parsed: ReturnType<typeof parseReportArgs>;
-  try {
-    parsed = parseReportArgs(argv);
-  } catch (error) {
-    if (error instanceof UsageError) io.err.write(`${REPORT_HELP}\n`);
-    throw error;
-  }
+export async function report(argv: string[], out: CommandOutput): Promise<void> {
+  const parsed = parseReportArgs(argv);
   if (parsed === undefined) {
-    io.out.write(REPORT_HELP);
+    out.write(REPORT_HELP);
     return;
   }
   const rows = await readHistory(parsed.paths);
-  io.out.write(renderHistory(rows, parsed.figure, 'text'));
+  out.write(renderHistory(rows, parsed.figure, 'text'));
   if (parsed.markdown !== undefined) {
     await writeAtomically(parsed.markdown, renderHistory(rows, parsed.figure, 'markdown'));
-    io.out.write(`wrote ${parsed.markdown}\n`);
+    out.write(`wrote ${parsed.markdown}\n`);
   }
   if (parsed.chart !== undefined) {
     const points: HistoryPoint[] = rows.flatMap((r) =>
@@ -63,7 +57,7 @@ export async function report(argv: string[], io: { out: CommandOutput; err: Comm
       parsed.chart,
       await renderSvg(historyChartSpec(points, FIGURES[parsed.figure], models)),
     );
-    io.out.write(`wrote ${parsed.chart}\n`);
+    out.write(`wrote ${parsed.chart}\n`);
   }
 }
 
