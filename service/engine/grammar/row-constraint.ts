@@ -29,11 +29,20 @@ export class RowConstraint {
       // A view into the module's memory: read before the vector is freed.
       const bits = this.binding.vecIntToView(vec);
       const n = Math.min(logits.length, this.vocabSize);
-      for (let word = 0; word * 32 < n; word++) {
+      const words = Math.ceil(n / 32);
+      for (let word = 0; word < words; word++) {
         const w = bits[word]!;
         if (w === -1) continue;
-        const end = Math.min(32, n - word * 32);
-        for (let b = 0; b < end; b++) {
+        if (w === 0) {
+          // A run of all-masked words is one fill: most of a narrow state's vocabulary.
+          let end = word + 1;
+          while (end < words && bits[end] === 0) end++;
+          logits.fill(Number.NEGATIVE_INFINITY, word * 32, Math.min(end * 32, n));
+          word = end - 1;
+          continue;
+        }
+        const last = Math.min(32, n - word * 32);
+        for (let b = 0; b < last; b++) {
           if (((w >>> b) & 1) === 0) logits[word * 32 + b] = Number.NEGATIVE_INFINITY;
         }
       }
