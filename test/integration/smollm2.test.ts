@@ -9,7 +9,8 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
+import { AutoModelForCausalLM, env, Tensor } from '@huggingface/transformers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChatMessage } from '../../service/engine/chat-template.js';
 import { Engine } from '../../service/engine/index.js';
@@ -165,6 +166,35 @@ describe.runIf(BUILT)('SmolLM2-135M-Instruct', () => {
       });
     });
   });
+
+  // Transformers.js runs the same export through its own generate(): same graph, independent loop (its own
+  // position ids, mask and cache handling), so agreeing with Python's tokens checks the export's layout too.
+  it('Transformers.js greedy decoding of this export gives the same tokens', async () => {
+    env.allowRemoteModels = false;
+    env.localModelPath = dirname(MODEL_DIR);
+    const model = await AutoModelForCausalLM.from_pretrained(basename(MODEL_DIR), {
+      dtype: 'fp32',
+      local_files_only: true,
+    });
+    try {
+      for (const { prompt_ids, tokens } of reference.parity.slice(0, 4)) {
+        const n = prompt_ids.length;
+        const out = (await model.generate({
+          input_ids: new Tensor('int64', BigInt64Array.from(prompt_ids, BigInt), [1, n]),
+          attention_mask: new Tensor('int64', new BigInt64Array(n).fill(1n), [1, n]),
+          max_new_tokens: reference.parity_new_tokens,
+          do_sample: false,
+        })) as Tensor;
+        // generate() stops at <|im_end|>, where the reference (generated with EOS ignored) goes on.
+        const end = tokens.indexOf(EOS);
+        expect(Array.from(out.data as BigInt64Array, Number).slice(n)).toEqual(
+          end < 0 ? tokens : tokens.slice(0, end + 1),
+        );
+      }
+    } finally {
+      await model.dispose();
+    }
+  }, 300_000);
 
   it('the int8 graph answers Paris too', async () => {
     const int8 = await Engine.load(MODEL_DIR, {
