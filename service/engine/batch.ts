@@ -1,11 +1,15 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { decodeAttentionMask, gatherRows, type KvBlock } from './kv-cache.js';
 import type { DecoderModel } from './onnx.js';
+import { PrefixCache } from './prefix-cache.js';
 import type { Sequence } from './sequence.js';
 import type { GenerationEvent } from './types.js';
 
 /** `decodeRows` is the batch size of the decode step that produced the events (0 for prefill and cancels). */
 export type EmitEvents = (batch: [id: number, events: GenerationEvent[]][], decodeRows: number) => void;
+
+/** Prompt KV kept for prefix reuse (see prefix-cache.ts): SmolLM2-135M holds 46 KB a position, so ~1400 positions. */
+export const PREFIX_CACHE_BYTES = 64 * 1024 * 1024;
 
 /** A sequence out of the batch with its own KV cache (one row): parked while paused, or about to rejoin. */
 interface Parked {
@@ -43,6 +47,7 @@ export class BatchScheduler {
   private pending: [number, GenerationEvent[]][] = [];
   private wake: (() => void) | undefined;
   private closed = false;
+  private readonly prefixes: PrefixCache;
 
   constructor(
     private readonly model: DecoderModel,
@@ -52,8 +57,10 @@ export class BatchScheduler {
     private readonly onScheduled: (id: number) => void = () => {},
     /** A sequence left the batch because it is paused (true), or rejoined it (false). */
     private readonly onParked: (id: number, parked: boolean) => void = () => {},
+    prefixCacheBytes = PREFIX_CACHE_BYTES,
   ) {
     this.cache = model.emptyCache(0);
+    this.prefixes = new PrefixCache(prefixCacheBytes, model.numKeyValueHeads, model.headDim, model.allocKv);
   }
 
   submit(seq: Sequence): void {
@@ -149,20 +156,24 @@ export class BatchScheduler {
     const ids = seq.promptIds;
     const n = ids.length;
     try {
+      // Positions a previous prompt shares with this one come from the prefix cache; only the rest runs.
+      const hit = this.prefixes.lookup(ids);
+      const start = hit?.length ?? 0;
       const { logits, cache } = await this.model.forward(
-        BigInt64Array.from(ids, BigInt),
+        BigInt64Array.from(ids.slice(start), BigInt),
         new BigInt64Array(n).fill(1n),
-        BigInt64Array.from(ids, (_, i) => BigInt(i)),
-        n,
-        this.model.emptyCache(1),
+        BigInt64Array.from(ids.slice(start), (_, i) => BigInt(start + i)),
+        n - start,
+        hit?.cache ?? this.model.emptyCache(1),
       );
       seq.cached = n;
+      this.prefixes.add(ids, cache);
       if (seq.cancelled) {
         this.pending.push([seq.id, [seq.abort()]]);
         return undefined;
       }
-      const vocab = logits.length / n;
-      this.pending.push([seq.id, seq.step(logits.subarray((n - 1) * vocab, n * vocab))]);
+      const vocab = logits.length / (n - start);
+      this.pending.push([seq.id, seq.step(logits.subarray(logits.length - vocab))]);
       return seq.finished ? undefined : cache;
     } catch (err) {
       this.pending.push([seq.id, [{ type: 'error', message: `prefill failed: ${(err as Error).message}` }]]);
