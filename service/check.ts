@@ -19,6 +19,7 @@ import { EngineError } from './engine/errors.js';
 import { ELEMENT_BYTES, GraphFormatError, graphInputTypes } from './engine/graph-inputs.js';
 import { MANIFEST_FILE, type Manifest, readManifest } from './engine/manifest.js';
 import { type HfModelConfig, loadModelFiles } from './engine/model-files.js';
+import { modelDirProblem } from './model-dir.js';
 import { type CommandOutput, parsedArgs } from './security/auth/commands.js';
 
 export const CHECK_USAGE = `  chatmirror check [--config FILE] [--json]
@@ -174,17 +175,9 @@ type Report = (name: string, status: CheckStatus, detail: string) => void;
 
 async function checkModel(config: ServiceConfig, report: Report): Promise<ModelNeeds | undefined> {
   const { modelDir, graphFile } = config.engine;
-  // Said before anything else about the directory: "has no SHA256SUMS" would send the user looking for a file.
-  const dirInfo = await stat(modelDir).catch(() => undefined);
-  if (dirInfo === undefined || !dirInfo.isDirectory()) {
-    report(
-      'model',
-      'fail',
-      `engine.modelDir ${modelDir} ${dirInfo === undefined ? 'does not exist' : 'is not a directory'}` +
-        (modelDir.includes('.cache/chatmirror/models')
-          ? ' (build it first: bash test/fixtures/models/build.sh …)'
-          : ''),
-    );
+  const missing = await modelDirProblem(modelDir);
+  if (missing !== undefined) {
+    report('model', 'fail', missing);
     return undefined;
   }
   let manifest: Manifest;

@@ -9,6 +9,7 @@ import { CHECK_HELP, CHECK_USAGE, check } from './check.js';
 import { BUNDLED_MODEL_DIR } from './config/paths.js';
 import { Engine } from './engine/index.js';
 import type { SamplingParams } from './engine/types.js';
+import { modelDirProblem } from './model-dir.js';
 import { nodeVersionNotice } from './node-version.js';
 import {
   AUTH_USAGE,
@@ -140,6 +141,8 @@ async function generate(argv: string[]): Promise<void> {
   const topP = number('top-p', values['top-p'], 0.95, Number.MIN_VALUE, 1);
   const seed =
     values.seed === undefined ? undefined : number('seed', values.seed, 0, 0, Number.MAX_SAFE_INTEGER);
+  const missing = await modelDirProblem(values.model, '--model');
+  if (missing !== undefined) throw new Error(missing);
   const engine = await Engine.load(
     values.model,
     values.graph === undefined ? {} : { graphFile: values.graph },

@@ -11,6 +11,7 @@ import { loadConfig } from './config/load.js';
 import { cacheDir } from './config/paths.js';
 import type { ServiceConfig } from './config/schema.js';
 import { Engine } from './engine/index.js';
+import { modelDirProblem } from './model-dir.js';
 import { startMetricsListener } from './observability/http-metrics-plugin.js';
 import { loggerOptions } from './observability/logging.js';
 import { logUnhandledRejections } from './observability/process-guards.js';
@@ -56,6 +57,9 @@ interface TlsSetup {
 export async function serve(options: ServeOptions = {}): Promise<RunningService> {
   const env = options.env ?? process.env;
   const config = loadConfig({ file: options.configFile, env });
+  // Before anything is written (certificate, signing key) or loaded.
+  const missing = await modelDirProblem(config.engine.modelDir);
+  if (missing !== undefined) throw new Error(missing);
   const tls = await setUpTls(config);
   const dev = await setUpDevAuth(config, env);
 

@@ -73,6 +73,18 @@ describe('chatmirror --help', () => {
     expect(stderr).toContain('\nusage:\n');
   });
 
+  it.each([
+    [['generate', '--model', '/no/such/model'], 'chatmirror: --model /no/such/model does not exist\n'],
+    [['serve', '--model', '/no/such/model'], 'chatmirror: engine.modelDir /no/such/model does not exist\n'],
+  ])(
+    '%j says the model directory does not exist (exit 1), before writing or loading anything',
+    async (argv, line) => {
+      const { code, stderr } = await cli(argv);
+      expect(code).toBe(1);
+      expect(stderr).toBe(line);
+    },
+  );
+
   it('answers an unknown command with the command list, exit 2', async () => {
     const { code, stderr } = await cli(['serv']);
     expect(code).toBe(2);
