@@ -109,6 +109,35 @@ describe('constrained decoding in the engine', () => {
     expect(alone[1]!.finish?.finishReason).toBe('length');
   });
 
+  it('applies the sampler settings on top of the mask: logit_bias moves the choice, top_k 1 is greedy', async () => {
+    const choice: ConstraintSpec = { kind: 'choice', choices: ['yes', 'no'] };
+    const promptIds = chat('Well?');
+    const greedy = await collect(engine.submit({ promptIds, params: params(), constraint: choice }));
+    const other = greedy.text === 'yes' ? 'no' : 'yes';
+    // Banning the greedy answer's first token leaves the grammar one way to go.
+    const banned = await collect(
+      engine.submit({
+        promptIds,
+        params: params({ logitBias: { [greedy.tokens[0]!]: -100 } }),
+        constraint: choice,
+      }),
+    );
+    expect(banned.text).toBe(other);
+    // A bias cannot force a token the grammar forbids.
+    const forced = await collect(
+      engine.submit({
+        promptIds,
+        params: params({ logitBias: { [engine.encodeText('the')[0]!]: 100 } }),
+        constraint: choice,
+      }),
+    );
+    expect(['yes', 'no']).toContain(forced.text);
+    const topK = await collect(
+      engine.submit({ promptIds, params: params({ temperature: 1, topK: 1, seed: 9 }), constraint: choice }),
+    );
+    expect(topK.tokens).toEqual(greedy.tokens);
+  });
+
   it('ends at maxTokens with length, the JSON then cut short', async () => {
     const out = await collect(
       engine.submit({ promptIds: chat('JSON please'), params: params({ maxTokens: 5 }), constraint: spec }),
