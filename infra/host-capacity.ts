@@ -17,7 +17,7 @@ import {
   type StackHoldings,
   type StackScope,
 } from './render/capacity.js';
-import { type DaemonFacts, rootPropagationOf } from './render/daemon.js';
+import type { DaemonFacts } from './render/daemon.js';
 import { hostFactsScript, type SshTarget, sshCommandLine } from './render/ssh.js';
 
 export interface HostCapacityArgs {
@@ -97,9 +97,6 @@ export function parseRemoteFacts(stdout: string): HostFacts {
     dockerVersion: dockerVersion === '' ? undefined : dockerVersion,
     dockerApiVersion: dockerApiVersion === '' ? undefined : dockerApiVersion,
     dockerNofileHard: Number.isInteger(nofile) && nofile > 0 ? nofile : undefined,
-    rootPropagation: ['shared', 'slave', 'private'].includes(String(raw.rootPropagation))
-      ? (raw.rootPropagation as 'shared' | 'slave' | 'private')
-      : undefined,
     gpus: gpus === '' ? [] : gpus.split('|'),
     ...(raw.held === undefined || raw.held === null ? {} : { held: parseHoldings(raw.held) }),
   };
@@ -170,10 +167,6 @@ async function localDaemonFacts(): Promise<DaemonFacts> {
   return {
     dockerApiVersion: apiVersion,
     dockerNofileHard: pid === undefined ? undefined : await nofileHard(pid),
-    rootPropagation:
-      pid === undefined
-        ? undefined
-        : rootPropagationOf(await readFile(`/proc/${pid}/mountinfo`, 'utf8').catch(() => '')),
   };
 }
 

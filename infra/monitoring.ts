@@ -16,7 +16,6 @@ import { hardenedContainer } from './hardening.js';
 import { type HostTarget, hostCommand } from './host.js';
 import { HostFiles } from './host-files.js';
 import { renderAlertRules } from './render/alerts.js';
-import type { ContainerFeatures } from './render/daemon.js';
 import { type DashboardFile, renderDashboardProvider, renderDatasources } from './render/grafana.js';
 import { PROMETHEUS_CONTAINER_PORT, renderPrometheusConfig } from './render/prometheus.js';
 import { grafanaPasswordScript } from './render/shell.js';
@@ -72,8 +71,6 @@ export interface MonitoringArgs {
    * own dependsOn does not reach the resources it creates, so they are passed down.
    */
   after?: pulumi.Resource[];
-  /** What the target daemon grants (render/daemon.ts): whether node-exporter may bind the host's `/`. */
-  features: ContainerFeatures;
 }
 
 export class Monitoring extends pulumi.ComponentResource {
@@ -177,7 +174,6 @@ export class Monitoring extends pulumi.ComponentResource {
         name: nodeExporterName,
         image: args.images.nodeExporter,
         command: [
-          ...(args.features.hostRootMount ? ['--path.rootfs=/host'] : []),
           '--collector.textfile.directory=/textfile',
           '--collector.filesystem.mount-points-exclude=^/(dev|proc|sys|run|var/lib/docker/.+)($|/)',
         ],
@@ -188,27 +184,26 @@ export class Monitoring extends pulumi.ComponentResource {
           pidsLimit: 64,
           ...log,
         }),
-        // Host process and filesystem view for host metrics; no host network: Prometheus reaches it on the private
-        // network and nothing publishes it.
-        pidMode: 'host',
+        // No host PID namespace and no bind of the host's `/` (the policy pack forbids both): CPU, memory, load
+        // and network are the host's anyway (/proc/stat, /proc/meminfo, /proc/loadavg are not namespaced), and
+        // the filesystem that matters, the stack's data directory, is bound read-only so its free space is
+        // reported (mountpoint /host/data). No host network: Prometheus reaches it on the private network and
+        // nothing publishes it.
         mounts: [
-          // The host's filesystems, where the daemon allows it (render/daemon.ts); without it CPU and memory
-          // are still the host's (/proc/stat and /proc/meminfo are not namespaced), filesystems are not.
-          ...(args.features.hostRootMount
-            ? [
-                {
-                  type: 'bind',
-                  source: '/',
-                  target: '/host',
-                  readOnly: true,
-                  bindOptions: { propagation: 'rslave' },
-                },
-              ]
-            : []),
+          ...(args.dataDir === undefined
+            ? []
+            : [{ type: 'bind', source: args.dataDir, target: '/host/data', readOnly: true }]),
           { type: 'bind', source: args.textfileDir, target: '/textfile', readOnly: true },
         ],
         ...network(nodeExporterName),
         restart: 'unless-stopped',
+        healthcheck: {
+          tests: ['CMD', 'wget', '-q', '-O', '/dev/null', `http://127.0.0.1:${NODE_EXPORTER_PORT}/`],
+          interval: '15s',
+          timeout: '5s',
+          retries: 3,
+          startPeriod: '10s',
+        },
         labels: labels('node-exporter'),
       },
       { ...onHost, deleteBeforeReplace: true, dependsOn: waitFor },

@@ -425,7 +425,6 @@ export function buildEnvironment(inputs: ProgramInputs): ProgramOutputs {
       logMaxSizeMb: cfg.serving.logMaxSizeMb,
       logMaxFiles: cfg.serving.logMaxFiles,
       retainData: cfg.monitoring.retainData,
-      features,
       ...(firewall ? { firewall } : {}),
       after: [
         images.prometheus!,

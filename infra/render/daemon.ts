@@ -17,11 +17,6 @@ export interface DaemonFacts {
   dockerApiVersion?: string | undefined;
   /** The daemon process's hard RLIMIT_NOFILE: a container cannot be given more. */
   dockerNofileHard?: number | undefined;
-  /**
-   * Propagation of `/` in the daemon's mount namespace (/proc/PID/mountinfo): `shared` or `slave` where systemd
-   * made it so, `private` in many containers and sandboxes, where Docker refuses an rslave bind of `/`.
-   */
-  rootPropagation?: 'shared' | 'slave' | 'private' | undefined;
 }
 
 export interface ContainerFeatures {
@@ -29,13 +24,6 @@ export interface ContainerFeatures {
   healthStartInterval: boolean;
   /** The nofile ulimit to ask for; undefined: ask for none, the container inherits the daemon's default. */
   nofile: number | undefined;
-  /**
-   * Whether node-exporter may bind the host's `/` (rslave, so it sees filesystems mounted later): only where `/`
-   * is shared or a slave. Elsewhere Docker refuses both ways: rslave ("path / is mounted on / but it is not a
-   * shared or slave mount") and any other ("must use either propagation mode rslave or rshared when mount
-   * source is within the daemon root").
-   */
-  hostRootMount: boolean;
 }
 
 export function containerFeatures(facts: DaemonFacts): ContainerFeatures {
@@ -46,21 +34,7 @@ export function containerFeatures(facts: DaemonFacts): ContainerFeatures {
       facts.dockerNofileHard === undefined || !(facts.dockerNofileHard > 0)
         ? undefined
         : Math.min(WANTED_NOFILE, facts.dockerNofileHard),
-    hostRootMount: facts.rootPropagation === 'shared' || facts.rootPropagation === 'slave',
   };
-}
-
-/** The propagation of `/` from mountinfo text: `shared:N` or `master:N` among the optional fields. */
-export function rootPropagationOf(mountinfo: string): 'shared' | 'slave' | 'private' | undefined {
-  for (const line of mountinfo.split('\n')) {
-    const fields = line.split(' ');
-    if (fields[4] !== '/') continue;
-    const optional = fields.slice(6, fields.indexOf('-'));
-    if (optional.some((f) => f.startsWith('shared:'))) return 'shared';
-    if (optional.some((f) => f.startsWith('master:'))) return 'slave';
-    return 'private';
-  }
-  return undefined;
 }
 
 /** Orders "1.41" and "1.44" numerically per component (so 1.100 > 1.44). */

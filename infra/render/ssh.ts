@@ -64,10 +64,8 @@ export function hostFactsScript(dockerDataPath: string, stack?: StackScope): str
     // The daemon's own hard nofile limit: a container cannot be given more (/proc/PID/limits is world-readable).
     "dpid=$(pidof dockerd 2>/dev/null | cut -d' ' -f1 || true)",
     'nofile=$([ -n "$dpid" ] && awk \'/^Max open files/ {print $5}\' /proc/$dpid/limits 2>/dev/null || true)',
-    // Propagation of / in dockerd's mount namespace: shared:N or master:N among mountinfo's optional fields.
-    'prop=$([ -n "$dpid" ] && awk \'$5 == "/" { p = "private"; for (i = 7; $i != "-"; i++) { if ($i ~ /^shared:/) p = "shared"; else if ($i ~ /^master:/ && p != "shared") p = "slave" } print p; exit }\' /proc/$dpid/mountinfo 2>/dev/null || true)',
     "gpus=$(nvidia-smi -L 2>/dev/null | sed 's/\"//g' | paste -sd '|' - || true)",
-    `printf '{"cpuCores":%s,"memoryBytes":%s,"diskFreeBytes":%s,"diskPath":"%s","dockerVersion":"%s","dockerApiVersion":"%s","dockerNofileHard":"%s","rootPropagation":"%s","gpus":"%s","held":%s}\\n' "$cores" "$mem" "\${disk:-0}" ${path} "$docker" "$api" "$nofile" "$prop" "$gpus" "$held"`,
+    `printf '{"cpuCores":%s,"memoryBytes":%s,"diskFreeBytes":%s,"diskPath":"%s","dockerVersion":"%s","dockerApiVersion":"%s","dockerNofileHard":"%s","gpus":"%s","held":%s}\\n' "$cores" "$mem" "\${disk:-0}" ${path} "$docker" "$api" "$nofile" "$gpus" "$held"`,
   ].join('\n');
 }
 

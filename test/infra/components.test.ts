@@ -281,7 +281,7 @@ describe('ServingContainer', () => {
     logMaxFiles: 10,
     healthStartPeriodSeconds: 180,
     waitTimeoutSeconds: 600,
-    features: { healthStartInterval: true, nofile: 65_536, hostRootMount: true },
+    features: { healthStartInterval: true, nofile: 65_536 },
     provider: new docker.Provider('docker', {}),
     dependsOn: [],
   });
@@ -415,7 +415,6 @@ describe('Monitoring', () => {
       benchmarks: true,
       serviceTargets: ['chatmirror-prod-0:8443'],
       retainData: true,
-      features: { healthStartInterval: true, nofile: 65_536, hostRootMount: true },
       caCertPem: 'CA',
       metricsToken: 'TOKEN',
       grafanaAdminPassword: 'PASSWORD',

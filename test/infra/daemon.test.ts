@@ -4,7 +4,7 @@
  * healthcheck.startInterval and on a nofile ulimit of 65536.
  */
 import { describe, expect, it } from 'vitest';
-import { compareApiVersions, containerFeatures, rootPropagationOf } from '../../infra/render/daemon.js';
+import { compareApiVersions, containerFeatures } from '../../infra/render/daemon.js';
 import { stackPlanOptions } from './fixtures.js';
 import { DEFAULT_FACTS, planStack } from './plan.js';
 
@@ -76,28 +76,24 @@ describe('what the daemon grants', () => {
     expect(containerFeatures({})).toEqual({
       healthStartInterval: false,
       nofile: undefined,
-      hostRootMount: false,
     });
   });
 
-  it('binds the host root (rslave) only where / is shared or a slave in the daemon’s mount namespace', async () => {
-    // This sandbox's dockerd: "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw" (no optional fields: private).
-    expect(rootPropagationOf('27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard\n')).toBe('private');
-    expect(rootPropagationOf('22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n')).toBe('shared');
-    expect(rootPropagationOf('400 300 0:50 / / rw master:7 - overlay overlay rw\n')).toBe('slave');
-    const mount = async (rootPropagation: 'shared' | 'private') => {
-      const containers = await containersFor({ rootPropagation });
-      const exporter = containers.find((c) => c.name === 'chatmirror-local-node-exporter')!.inputs as {
-        command: string[];
-        mounts: { target: string; bindOptions?: { propagation: string } }[];
-      };
-      const host = exporter.mounts.find((m) => m.target === '/host');
-      return {
-        propagation: host?.bindOptions?.propagation,
-        rootfs: exporter.command.includes('--path.rootfs=/host'),
-      };
+  it('gives node-exporter no host namespace and no host root: only the data dir and the textfile dir, read-only', async () => {
+    const containers = await containersFor({});
+    const exporter = containers.find((c) => c.name === 'chatmirror-local-node-exporter')!.inputs as {
+      pidMode?: string;
+      networkMode?: string;
+      mounts: { source: string; target: string; readOnly: boolean }[];
+      healthcheck?: { tests: string[] };
     };
-    expect(await mount('private')).toEqual({ propagation: undefined, rootfs: false });
-    expect(await mount('shared')).toEqual({ propagation: 'rslave', rootfs: true });
+    expect(exporter.pidMode).toBeUndefined();
+    expect(exporter.networkMode).not.toBe('host');
+    expect(exporter.mounts.map((m) => [m.target, m.readOnly])).toEqual([
+      ['/host/data', true],
+      ['/textfile', true],
+    ]);
+    expect(exporter.mounts.some((m) => m.source === '/')).toBe(false);
+    expect(exporter.healthcheck?.tests).toContain('http://127.0.0.1:9100/');
   });
 });

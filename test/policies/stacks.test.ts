@@ -14,27 +14,6 @@ import { analyze, fromPlan, type Violation } from './harness.js';
 type Stack = 'local' | 'staging' | 'prod';
 const STACKS: Stack[] = ['local', 'staging', 'prod'];
 
-/**
- * Known violations of the shipped stacks, reported to the lead (infra/ is theirs): node-exporter
- * (infra/monitoring.ts) shares the host's PID namespace (`pidMode: 'host'`) and has no healthcheck, which issue
- * 15 forbids for every container. Listed exactly, so a new violation fails this test, and so does the fix
- * (then delete the entry).
- */
-const KNOWN: Record<Stack, [policy: string, message: RegExp][]> = Object.fromEntries(
-  STACKS.map((stack) => [
-    stack,
-    [
-      ['container-healthcheck', new RegExp(`^chatmirror-${stack}-node-exporter: it has no healthcheck`)],
-      [
-        'container-no-host-namespaces',
-        new RegExp(
-          `^chatmirror-${stack}-node-exporter: it shares the host's PID namespace \\(pidMode: "host"\\)`,
-        ),
-      ],
-    ],
-  ]),
-) as never;
-
 const summary = (violations: Violation[]) =>
   violations.map((v) => `${v.level} ${v.policy}: ${v.message}`).sort();
 
@@ -69,9 +48,9 @@ beforeAll(async () => {
 });
 
 describe.each(STACKS)('the shipped %s stack', (stack) => {
-  it('passes every mandatory policy but the known violations, and warns of nothing', async () => {
+  it('passes every policy', async () => {
     const violations = await analyze(policies, plans[stack]!.resources.map(fromPlan));
-    expectExactly(violations, KNOWN[stack]);
+    expectExactly(violations, []);
     expect(summary(violations.filter((v) => v.level !== 'mandatory'))).toEqual([]);
   });
 
@@ -192,7 +171,7 @@ describe.each(UNSAFE)('the %s stack with %s', (stack, _, override, expected) => 
   it('is accepted by the program and stopped by exactly the expected policies', async () => {
     const unsafe = await plan(stack, override);
     const violations = await analyze(policies, unsafe.resources.map(fromPlan));
-    expectExactly(violations, [...KNOWN[stack], ...expected]);
+    expectExactly(violations, expected);
   });
 });
 
@@ -207,21 +186,6 @@ describe('the shipped staging stack with two replicas', () => {
       ['chatmirror:quotaStorePassword'],
     );
     expect(replicated.resources.filter((r) => r.name === 'chatmirror-staging-balancer')).toHaveLength(1);
-    expectExactly(await analyze(policies, replicated.resources.map(fromPlan)), KNOWN.staging);
-  });
-});
-
-describe('the shipped prod stack on a host whose / propagates (systemd hosts: shared)', () => {
-  it('also mounts the host root into node-exporter, which the pack stops', async () => {
-    // render/daemon.ts turns on node-exporter's read-only bind of / (--path.rootfs=/host) where the daemon's /
-    // is shared or slave; known violation, reported with the other two.
-    const onSystemd = await plan('prod', {}, [], { ...DEFAULT_FACTS, rootPropagation: 'shared' });
-    expectExactly(await analyze(policies, onSystemd.resources.map(fromPlan)), [
-      ...KNOWN.prod,
-      [
-        'container-no-dangerous-mounts',
-        /^chatmirror-prod-node-exporter: it mounts the host root filesystem \(\/\)\. Fix: mount only the directories it reads/,
-      ],
-    ]);
+    expectExactly(await analyze(policies, replicated.resources.map(fromPlan)), []);
   });
 });
