@@ -1,6 +1,6 @@
 /**
- * Metric names the monitoring config refers to, in one place. The service's are those of README.md's
- * Observability table (a test keeps the two in step); the benchmark and certificate series are written by this
+ * Metric names the monitoring config refers to, in one place. The service's are those of docs/observability.md's
+ * metrics table (a test keeps the two in step); the benchmark and certificate series are written by this
  * program's own jobs into node-exporter's textfile collector.
  */
 

@@ -190,6 +190,6 @@ for (const [stack, engine] of [
 ] as const) {
   const needs = modelNeeds(hf, { engine }, int8Bytes);
   console.log(
-    `  check's estimate for int8 with ${stack}: ${(needs.estimatedBytes / MiB).toFixed(0)} MiB (KV cache up to ${(needs.kvCacheBytes / MiB).toFixed(0)} MiB)`,
+    `  check's estimate for int8 with ${stack}: at start ${(needs.startBytes / MiB).toFixed(0)} MiB, worst case ${(needs.estimatedBytes / MiB).toFixed(0)} MiB (KV cache up to ${(needs.kvCacheBytes / MiB).toFixed(0)} MiB)`,
   );
 }
