@@ -55,6 +55,10 @@ export class Sequence {
     // After the adjustments, before truncation and the draw: every sampler setting still applies, within
     // the tokens the grammar allows.
     this.constraint?.mask(logits);
+    // min_tokens: no EOS yet. Not for a constrained row, whose grammar alone decides where it may end.
+    if (!this.constraint && this.generated.length < (params.minTokens ?? 0)) {
+      for (const eos of this.limits.eosTokenIds) logits[eos] = Number.NEGATIVE_INFINITY;
+    }
     const id = chooseToken(logits, params, this.rng);
     if (this.constraint && !this.constraint.accept(id)) {
       return [this.fail(`the grammar refused token ${id}, which its mask allowed`)];

@@ -31,6 +31,8 @@ export interface SamplingParams {
   stop: string[];
   /** Keep generating past EOS (benchmarks only). */
   ignoreEos: boolean;
+  /** EOS is masked out until this many tokens are generated (0 = off); a constrained row ignores it. */
+  minTokens?: number | undefined;
   /** Report the chosen token's log-probability. */
   logprobs: boolean;
   /** How many alternatives to report per position (0–20), when logprobs is on. */

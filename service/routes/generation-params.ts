@@ -23,6 +23,8 @@ export interface SamplingRequest extends Omit<SamplingDefaults, 'max_tokens' | '
   seed?: number | null | undefined;
   stop?: string | string[] | null | undefined;
   logit_bias?: Record<string, number> | undefined;
+  ignore_eos?: boolean | undefined;
+  min_tokens?: number | undefined;
 }
 
 export interface SamplingCaps {
@@ -126,6 +128,15 @@ export function toSamplingParams(
     logitBias[tokenId] = bias;
   }
 
+  const minTokens = req.min_tokens ?? 0;
+  if (minTokens > maxTokens) {
+    throw new ApiError(
+      'invalid_request',
+      `min_tokens (${minTokens}) is more than max_tokens allows here (${maxTokens})`,
+      'min_tokens',
+    );
+  }
+
   return {
     n,
     params: {
@@ -140,7 +151,8 @@ export function toSamplingParams(
       logitBias,
       seed: req.seed ?? undefined,
       stop,
-      ignoreEos: false,
+      ignoreEos: req.ignore_eos ?? false,
+      minTokens,
       logprobs: false,
       topLogprobs: 0,
     },

@@ -46,6 +46,17 @@ export const SamplingFields = {
   top_k: Type.Optional(SamplingBounds.top_k()),
   min_p: Type.Optional(SamplingBounds.min_p()),
   repetition_penalty: Type.Optional(SamplingBounds.repetition_penalty()),
+  // Output length control for benchmarks (vLLM's names): with either, a load test gets the length it asked for.
+  ignore_eos: Type.Optional(
+    Type.Boolean({ description: 'extension: keep generating past the end-of-sequence token (benchmarks)' }),
+  ),
+  min_tokens: Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      maximum: 1_000_000,
+      description: 'extension: the end-of-sequence token is not chosen before this many tokens',
+    }),
+  ),
 } satisfies Record<string, TSchema>;
 
 export const UsageSchema = Type.Object({

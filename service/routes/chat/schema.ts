@@ -150,6 +150,8 @@ export const ChatCompletionRequestSchema = Type.Object(
     top_k: SamplingFields.top_k,
     min_p: SamplingFields.min_p,
     repetition_penalty: SamplingFields.repetition_penalty,
+    ignore_eos: SamplingFields.ignore_eos,
+    min_tokens: SamplingFields.min_tokens,
   },
   { additionalProperties: false, $id: 'ChatCompletionRequest' },
 );
