@@ -7,8 +7,7 @@
  * (greedy tokens of the fp32 graph).
  */
 
-import { existsSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { AutoModelForCausalLM, env, Tensor } from '@huggingface/transformers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +15,11 @@ import type { ChatMessage } from '../../service/engine/chat-template.js';
 import { Engine } from '../../service/engine/index.js';
 import { collect } from '../helpers/collect.js';
 import { params } from '../helpers/model.js';
+import {
+  SMOLLM2_BUILT as BUILT,
+  SMOLLM2_DIR as MODEL_DIR,
+  SMOLLM2_REQUIRED as REQUIRED,
+} from '../helpers/smollm2.js';
 
 interface Reference {
   tokenizer_json_sha256: string;
@@ -32,15 +36,6 @@ interface Reference {
   parity: { kind: 'chat' | 'raw'; prompt: ChatMessage[] | string; prompt_ids: number[]; tokens: number[] }[];
 }
 
-const MODEL_DIR =
-  process.env.CHATMIRROR_SMOLLM2_DIR ||
-  join(
-    process.env.CHATMIRROR_CACHE || join(homedir(), '.cache', 'chatmirror'),
-    'models',
-    'smollm2-135m-instruct',
-  );
-const REQUIRED = process.env.CHATMIRROR_REAL_MODEL === '1';
-const BUILT = existsSync(join(MODEL_DIR, 'SHA256SUMS'));
 const EOS = 2; // <|im_end|>
 
 const reference = JSON.parse(

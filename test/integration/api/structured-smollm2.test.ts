@@ -1,25 +1,12 @@
-/**
- * Structured outputs and tool calls on the real chat model (SmolLM2-135M-Instruct, int8, as staging and prod
- * serve it), through the openai SDK against the listening server. Runs with CHATMIRROR_REAL_MODEL=1 (then an
- * absent build fails); skipped otherwise, as a 135M model on two shared cores takes minutes here.
- */
-import { existsSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, stopApp, type TestApp } from '../../helpers/app.js';
-
-const MODEL_DIR =
-  process.env.CHATMIRROR_SMOLLM2_DIR ||
-  join(
-    process.env.CHATMIRROR_CACHE || join(homedir(), '.cache', 'chatmirror'),
-    'models',
-    'smollm2-135m-instruct',
-  );
-const REQUIRED = process.env.CHATMIRROR_REAL_MODEL === '1';
-const BUILT = existsSync(join(MODEL_DIR, 'SHA256SUMS'));
+import {
+  SMOLLM2_BUILT as BUILT,
+  SMOLLM2_DIR as MODEL_DIR,
+  SMOLLM2_REQUIRED as REQUIRED,
+} from '../../helpers/smollm2.js';
 
 describe.runIf(REQUIRED && !BUILT)('structured outputs on SmolLM2 (required)', () => {
   it('is built', () => {

@@ -162,17 +162,19 @@ describe('tool_choice', () => {
 });
 
 describe('streamed tool calls', () => {
+  // A function: `model` is set in beforeAll, after the describe body has run.
+  const body = () => ({
+    model,
+    messages,
+    tools: [tools[0]!],
+    tool_choice: 'required' as const,
+    temperature: 0,
+    max_tokens: 300,
+  });
+
   it('reassemble to the same calls as the whole answer (greedy), with index and finish_reason tool_calls', async () => {
-    const body = {
-      model,
-      messages,
-      tools: [tools[0]!],
-      tool_choice: 'required' as const,
-      temperature: 0,
-      max_tokens: 300,
-    };
-    const whole = await client.chat.completions.create(body);
-    const stream = await client.chat.completions.create({ ...body, stream: true });
+    const whole = await client.chat.completions.create(body());
+    const stream = await client.chat.completions.create({ ...body(), stream: true });
     const calls: { id?: string; name?: string; arguments: string }[] = [];
     let finish: string | null | undefined;
     let content = '';
@@ -198,16 +200,8 @@ describe('streamed tool calls', () => {
   });
 
   it("the SDK's stream helper accumulates them to the same message", async () => {
-    const body = {
-      model,
-      messages,
-      tools: [tools[0]!],
-      tool_choice: 'required' as const,
-      temperature: 0,
-      max_tokens: 300,
-    };
-    const whole = await client.chat.completions.create(body);
-    const final = await client.chat.completions.stream(body).finalChatCompletion();
+    const whole = await client.chat.completions.create(body());
+    const final = await client.chat.completions.stream(body()).finalChatCompletion();
     const strip = (calls: OpenAI.ChatCompletionMessageToolCall[] | undefined) =>
       calls?.map((c) => (c.type === 'function' ? c.function : c));
     expect(strip(final.choices[0]!.message.tool_calls)).toEqual(strip(whole.choices[0]!.message.tool_calls));
