@@ -4,8 +4,7 @@
  * `npx tsx infra/reference.ts --write docs/provisioning.md` (part of `npm run docs:config`) rewrites them, and
  * test/unit/docs.test.ts fails when the two differ. Without arguments it prints the table.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { type DocSection, runSectionCli } from '../service/doc-section.js';
 import { stackConfigReference } from './config.js';
 
 export const STACK_REFERENCE_BEGIN =
@@ -27,16 +26,11 @@ export function stackConfigMarkdown(): string {
   ].join('\n');
 }
 
-/** Replaces the marked section of a Markdown file with the current reference. */
-export function withStackReference(markdown: string): string {
-  const begin = markdown.indexOf(STACK_REFERENCE_BEGIN);
-  const end = markdown.indexOf(STACK_REFERENCE_END);
-  if (begin === -1 || end === -1) throw new Error('the stack-config reference markers are missing');
-  return markdown.slice(0, begin) + stackConfigMarkdown() + markdown.slice(end + STACK_REFERENCE_END.length);
-}
+export const STACK_SECTION: DocSection = {
+  begin: STACK_REFERENCE_BEGIN,
+  end: STACK_REFERENCE_END,
+  what: 'stack-config reference',
+  render: stackConfigMarkdown,
+};
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const [flag, file] = process.argv.slice(2);
-  if (flag === '--write' && file) writeFileSync(file, withStackReference(readFileSync(file, 'utf8')));
-  else process.stdout.write(`${stackConfigMarkdown()}\n`);
-}
+runSectionCli(import.meta.url, STACK_SECTION);

@@ -3,9 +3,10 @@
  * between markers (`npm run docs:config` runs `--write docs/configuration.md`) and test/unit/docs.test.ts fails
  * when the two differ, so the documentation cannot drift from what the loader accepts.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+
 import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type DocSection, runSectionCli } from '../doc-section.js';
 import { envSettings } from './load.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -37,16 +38,11 @@ export function configReference(): string {
   ].join('\n');
 }
 
-/** Replaces the marked section of a Markdown file with the current reference. */
-export function withReference(markdown: string): string {
-  const begin = markdown.indexOf(REFERENCE_BEGIN);
-  const end = markdown.indexOf(REFERENCE_END);
-  if (begin === -1 || end === -1) throw new Error('the config reference markers are missing');
-  return markdown.slice(0, begin) + configReference() + markdown.slice(end + REFERENCE_END.length);
-}
+export const CONFIG_SECTION: DocSection = {
+  begin: REFERENCE_BEGIN,
+  end: REFERENCE_END,
+  what: 'config reference',
+  render: configReference,
+};
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  const [flag, file] = process.argv.slice(2);
-  if (flag === '--write' && file) writeFileSync(file, withReference(readFileSync(file, 'utf8')));
-  else process.stdout.write(`${configReference()}\n`);
-}
+runSectionCli(import.meta.url, CONFIG_SECTION);
