@@ -217,6 +217,17 @@ export class BatchScheduler {
           );
   }
 
+  /** Offers a row's cache (prompt and generated tokens, without padding) to the prefix cache. */
+  private keepPrefix(seq: Sequence, source: KvBlock, row: number): void {
+    const ids = seq.cachedIds();
+    if (!this.prefixes.wants(ids)) return;
+    const { numKeyValueHeads, headDim, allocKv } = this.model;
+    this.prefixes.add(
+      ids,
+      gatherRows([{ source, row, keep: seq.cached }], seq.cached, numKeyValueHeads, headDim, allocKv),
+    );
+  }
+
   /** Moves a paused sequence out of the batch with a copy of its own cache row (its last `cached` positions). */
   private park(seq: Sequence, source: KvBlock, row: number): void {
     const cache =
@@ -251,8 +262,11 @@ export class BatchScheduler {
       const vocab = logits.length / rows.length;
       rows.forEach((seq, r) => {
         seq.cached += 1;
-        if (!seq.cancelled)
-          this.pending.push([seq.id, seq.step(logits.subarray(r * vocab, (r + 1) * vocab))]);
+        if (seq.cancelled) return;
+        this.pending.push([seq.id, seq.step(logits.subarray(r * vocab, (r + 1) * vocab))]);
+        // A finished conversation is often sent again with one more turn: keep its prompt and answer's KV,
+        // before its client hears it finished (and can send that turn).
+        if (seq.finished === 'stop' || seq.finished === 'length') this.keepPrefix(seq, cache, r);
       });
       return rows.length;
     } catch (err) {

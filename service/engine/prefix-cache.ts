@@ -56,7 +56,15 @@ export class PrefixCache {
     return { cache: this.firstPositions(best.cache, bestLength), length: bestLength };
   }
 
-  /** Keeps a prefill's cache for later prompts (the block is not copied: nothing writes to it afterwards). */
+  /** Whether `add` would keep these ids (so a caller can skip copying a cache out for nothing). */
+  wants(ids: readonly number[]): boolean {
+    if (ids.length < MIN_PREFIX_TOKENS) return false;
+    return !this.entries.some(
+      (e) => e.ids.length >= ids.length && sharedLength(e.ids, ids, ids.length) === ids.length,
+    );
+  }
+
+  /** Keeps a prefill's or a finished row's cache for later prompts (not copied: nothing writes to it afterwards). */
   add(ids: readonly number[], cache: KvBlock): void {
     if (cache.batch !== 1 || cache.length !== ids.length || ids.length < MIN_PREFIX_TOKENS) return;
     const bytes = cache.tensors.reduce((sum, t) => sum + t.byteLength, 0);

@@ -47,6 +47,11 @@ export class Sequence {
     this.stopper = new StopMatcher(request.params.stop);
   }
 
+  /** The tokens whose keys and values the cache holds: the prompt and every generated token fed back so far. */
+  cachedIds(): number[] {
+    return [...this.promptIds, ...this.generated].slice(0, this.cached);
+  }
+
   /** Picks the next token from this row of logits (modified in place) and returns the events it produces. */
   step(logits: Float32Array): GenerationEvent[] {
     const { params } = this.request;

@@ -91,4 +91,14 @@ describe('PrefixCache', () => {
     expect(cache.size).toBe(1);
     expect(cache.lookup(range(0, 25))!.length).toBe(20);
   });
+
+  it('wants only what it would keep: not a prefix of a kept entry, not a too short one', () => {
+    const cache = new PrefixCache(1 << 20, HEADS, DIM, alloc);
+    const kept = range(0, 20);
+    cache.add(kept, block(kept));
+    expect(cache.wants(range(0, 12))).toBe(false);
+    expect(cache.wants(range(0, MIN_PREFIX_TOKENS - 1).map((x) => x + 500))).toBe(false);
+    expect(cache.wants(range(0, 30))).toBe(true);
+    expect(cache.wants(range(100, 10))).toBe(true);
+  });
 });

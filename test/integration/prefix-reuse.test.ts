@@ -1,0 +1,89 @@
+/**
+ * Prefix reuse in the scheduler (in-process, the real tiny model): a prompt that starts with an earlier prompt
+ * and its answer (a conversation resent with one more turn) prefills only the new tokens, and generates exactly
+ * what a scheduler without the prefix cache generates.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { BatchScheduler } from '../../service/engine/batch.js';
+import { readVerified } from '../../service/engine/manifest.js';
+import { loadModelFiles } from '../../service/engine/model-files.js';
+import { type DecoderModel, loadDecoderModel } from '../../service/engine/onnx.js';
+import { Sequence } from '../../service/engine/sequence.js';
+import { TextTokenizer } from '../../service/engine/tokenizer.js';
+import { params, TINY_MODEL_DIR } from '../helpers/model.js';
+
+let model: DecoderModel;
+let tokenizer: TextTokenizer;
+
+beforeAll(async () => {
+  const files = await loadModelFiles(TINY_MODEL_DIR);
+  const graph = await readVerified(files.dir, files.manifest, files.graphFile);
+  model = await loadDecoderModel(graph, [], files.graphFile, { intraOpThreads: 1 });
+  tokenizer = new TextTokenizer(files.tokenizerJson, files.tokenizerConfig);
+});
+
+/** Runs prompts one after another on one scheduler; returns each one's tokens and the tokens each prefill ran. */
+async function runInTurn(prompts: (previous: number[][]) => number[][], cacheBytes?: number) {
+  const prefillTokens: number[] = [];
+  const counting: DecoderModel = {
+    ...model,
+    emptyCache: (b) => model.emptyCache(b),
+    allocKv: (n) => model.allocKv(n),
+    forward: (ids, mask, pos, tokens, cache) => {
+      if (tokens > 1) prefillTokens.push(tokens); // decode steps run one token a row; these prompts have more
+      return model.forward(ids, mask, pos, tokens, cache);
+    },
+  };
+  const outputs: number[][] = [];
+  let done: () => void = () => {};
+  const scheduler = new BatchScheduler(
+    counting,
+    4,
+    (batch) => {
+      for (const [, events] of batch) {
+        for (const event of events) {
+          if (event.type === 'token') outputs.at(-1)!.push(event.tokenId);
+          if (event.type === 'finish' || event.type === 'error') done();
+        }
+      }
+    },
+    undefined,
+    undefined,
+    cacheBytes,
+  );
+  const running = scheduler.run();
+  const limits = { contextLength: 512, eosTokenIds: new Set<number>() };
+  for (let turn = 0; turn < 2; turn++) {
+    const promptIds = prompts(outputs)[turn]!;
+    outputs.push([]);
+    const finished = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    scheduler.submit(
+      new Sequence(
+        turn,
+        { promptIds, params: params({ maxTokens: 20, ignoreEos: true }) },
+        tokenizer,
+        limits,
+      ),
+    );
+    await finished;
+  }
+  scheduler.close();
+  await running;
+  return { outputs, prefillTokens };
+}
+
+describe('prefix reuse', () => {
+  it('a resent conversation prefills only its new turn, with the same tokens as without reuse', async () => {
+    const first = tokenizer.encode('In the beginning God created the heaven and the earth.', false);
+    const more = tokenizer.encode(' And the earth was without form', false);
+    const prompts = (previous: number[][]) => [first, [...first, ...(previous[0] ?? []), ...more]];
+    const reused = await runInTurn(prompts);
+    const fresh = await runInTurn(prompts, 0);
+    expect(reused.outputs).toEqual(fresh.outputs);
+    expect(fresh.prefillTokens).toEqual([first.length, first.length + 20 + more.length]);
+    // The first turn's prompt and 19 of its 20 tokens (the last was never fed back) come from the cache.
+    expect(reused.prefillTokens).toEqual([first.length, 1 + more.length]);
+  });
+});
