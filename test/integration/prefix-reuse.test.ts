@@ -5,21 +5,17 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { BatchScheduler } from '../../service/engine/batch.js';
-import { readVerified } from '../../service/engine/manifest.js';
-import { loadModelFiles } from '../../service/engine/model-files.js';
-import { type DecoderModel, loadDecoderModel } from '../../service/engine/onnx.js';
+import type { DecoderModel } from '../../service/engine/onnx.js';
 import { Sequence } from '../../service/engine/sequence.js';
-import { TextTokenizer } from '../../service/engine/tokenizer.js';
-import { params, TINY_MODEL_DIR } from '../helpers/model.js';
+import type { TextTokenizer } from '../../service/engine/tokenizer.js';
+import { loadTinyInProcess } from '../helpers/in-process-model.js';
+import { params } from '../helpers/model.js';
 
 let model: DecoderModel;
 let tokenizer: TextTokenizer;
 
 beforeAll(async () => {
-  const files = await loadModelFiles(TINY_MODEL_DIR);
-  const graph = await readVerified(files.dir, files.manifest, files.graphFile);
-  model = await loadDecoderModel(graph, [], files.graphFile, { intraOpThreads: 1 });
-  tokenizer = new TextTokenizer(files.tokenizerJson, files.tokenizerConfig);
+  ({ model, tokenizer } = await loadTinyInProcess());
 });
 
 /** Runs prompts one after another on one scheduler; returns each one's tokens and the tokens each prefill ran. */
