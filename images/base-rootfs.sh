@@ -35,29 +35,8 @@ esac
 
 log() { printf '[base-rootfs] %s\n' "$*" >&2; }
 
-# Fetches <package>@<version> from the npm registry into $downloads (once) and checks its sha512 integrity.
-fetch_npm_tarball() {
-  local name=$1 version=$2 integrity=$3 file
-  file="$downloads/$name-$version.tgz"
-  if [ ! -f "$file" ]; then
-    log "downloading $name@$version from the npm registry"
-    mkdir -p "$downloads"
-    (cd "$downloads" && npm pack --silent "$name@$version" >/dev/null)
-  fi
-  local actual
-  actual=$(node -e 'const h = require("node:crypto").createHash("sha512");
-    h.update(require("node:fs").readFileSync(process.argv[1]));
-    process.stdout.write(`sha512-${h.digest("base64")}`);' "$file")
-  if [ "$actual" != "$integrity" ]; then
-    rm -f "$file"
-    echo "base-rootfs.sh: $name@$version failed verification: expected $integrity, got $actual" >&2
-    exit 1
-  fi
-  printf '%s\n' "$file"
-}
-
-node_tgz=$(fetch_npm_tarball "node-linux-$node_arch" "$NODE_VERSION" "${NODE_INTEGRITY[$node_arch]}")
-npm_tgz=$(fetch_npm_tarball npm "$NPM_VERSION" "$NPM_INTEGRITY")
+node_tgz=$(fetch_npm_tarball "node-linux-$node_arch" "$NODE_VERSION" "${NODE_INTEGRITY[$node_arch]}" "$downloads")
+npm_tgz=$(fetch_npm_tarball npm "$NPM_VERSION" "$NPM_INTEGRITY" "$downloads")
 
 root=$(mktemp -d /var/tmp/chatmirror-rootfs.XXXXXX)
 chmod 0755 "$root" # mktemp's 0700 would become the image's / and lock every non-root user out

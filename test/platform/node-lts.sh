@@ -29,21 +29,7 @@ log() { printf '[node-lts] %s\n' "$*" >&2; }
 [ -x node_modules/.bin/vitest ] || { echo "node-lts.sh: no node_modules: run ONNXRUNTIME_NODE_INSTALL=skip npm ci first" >&2; exit 1; }
 
 if [ ! -x "$node" ]; then
-  downloads=$cache/downloads
-  tarball=$downloads/node-linux-$arch-$NODE_VERSION.tgz
-  mkdir -p "$downloads"
-  if [ ! -f "$tarball" ]; then
-    log "downloading node-linux-$arch@$NODE_VERSION from the npm registry"
-    (cd "$downloads" && npm pack --silent "node-linux-$arch@$NODE_VERSION" >/dev/null)
-  fi
-  actual=$(node -e 'const h = require("node:crypto").createHash("sha512");
-    h.update(require("node:fs").readFileSync(process.argv[1]));
-    process.stdout.write(`sha512-${h.digest("base64")}`);' "$tarball")
-  if [ "$actual" != "$integrity" ]; then
-    rm -f "$tarball"
-    echo "node-lts.sh: node-linux-$arch@$NODE_VERSION failed verification: expected $integrity, got $actual" >&2
-    exit 1
-  fi
+  tarball=$(fetch_npm_tarball "node-linux-$arch" "$NODE_VERSION" "$integrity" "$cache/downloads")
   unpacked=$(mktemp -d "$cache/node/.unpack.XXXXXX" 2>/dev/null || { mkdir -p "$cache/node" && mktemp -d "$cache/node/.unpack.XXXXXX"; })
   tar -xzf "$tarball" -C "$unpacked" package/bin/node package/LICENSE
   mkdir -p "$unpacked/package/bin"
