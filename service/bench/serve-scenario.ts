@@ -9,12 +9,13 @@
  *   npm run bench:serve [-- --concurrency 1,2 ...]   # extra flags override the scenario's
  */
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { arch, availableParallelism, cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseBenchArgs } from './args.js';
 import { failure, runBench, writeOutputs } from './bench.js';
 import { startLocalServer } from './local-server.js';
+import { describeMachine } from './machine.js';
 import { renderTable } from './output.js';
 import { createProgress } from './progress.js';
 
@@ -35,19 +36,6 @@ export const STANDARD_SCENARIO = [
   '--seed',
   '0',
 ];
-
-export function describeMachine(loadBefore: number[]): Record<string, string | number | number[]> {
-  const round = (xs: number[]) => xs.map((x) => Math.round(x * 100) / 100);
-  return {
-    nproc: availableParallelism(),
-    cpu: cpus()[0]?.model.trim() ?? 'unknown',
-    memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
-    os: `${platform()} ${release()} ${arch()}`,
-    node: process.version,
-    loadAverageBefore: round(loadBefore),
-    loadAverageAfter: round(loadavg()),
-  };
-}
 
 async function main(extra: string[]): Promise<void> {
   const cache = await mkdtemp(join(tmpdir(), 'chatmirror-bench-serve-'));

@@ -10,14 +10,12 @@ import '../../service/engine/ort-env.js';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AutoModelForCausalLM, env, Tensor } from '@huggingface/transformers';
-import * as ort from 'onnxruntime-node';
 import { Engine } from '../../service/engine/index.js';
-import { argmax } from '../../service/engine/sampler.js';
 import { collect } from '../helpers/collect.js';
 import { params } from '../helpers/model.js';
+import { rawLoop, transformersJs } from './runners.js';
 
 const cache = process.env.CHATMIRROR_CACHE ?? join(homedir(), '.cache/chatmirror');
 const modelDir = process.env.BENCH_MODEL_DIR ?? join(cache, 'models/bench-llama');
@@ -45,69 +43,6 @@ async function measure(tokens: number, fn: () => Promise<void>): Promise<number>
   return median(rates);
 }
 
-/** The baseline: prefill, then feed each argmax token back with present → past, nothing else. */
-async function rawLoop(promptIds: number[]): Promise<() => Promise<void>> {
-  const session = await ort.InferenceSession.create(join(modelDir, graphFile), {
-    executionProviders: ['cpu'],
-    graphOptimizationLevel: 'all',
-    executionMode: 'sequential',
-    interOpNumThreads: 1,
-    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
-  });
-  const pastNames = session.inputNames.filter((n) => n.startsWith('past_key_values.'));
-  const meta = session.inputMetadata.find((m) => m.name === pastNames[0]);
-  const [, heads, , headDim] = meta?.isTensor ? (meta.shape as number[]) : [];
-  return async () => {
-    let ids = promptIds.map(BigInt);
-    let past: ort.Tensor[] = pastNames.map(
-      () => new ort.Tensor('float32', new Float32Array(0), [1, heads!, 0, headDim!]),
-    );
-    let length = 0;
-    for (let step = 0; step < newTokens; step++) {
-      const n = ids.length;
-      const feeds: Record<string, ort.Tensor> = {
-        input_ids: new ort.Tensor('int64', BigInt64Array.from(ids), [1, n]),
-        attention_mask: new ort.Tensor('int64', new BigInt64Array(length + n).fill(1n), [1, length + n]),
-        position_ids: new ort.Tensor(
-          'int64',
-          BigInt64Array.from(ids, (_, i) => BigInt(length + i)),
-          [1, n],
-        ),
-      };
-      pastNames.forEach((name, i) => {
-        feeds[name] = past[i]!;
-      });
-      const out = await session.run(feeds);
-      const logits = out.logits!.data as Float32Array;
-      const vocab = logits.length / n;
-      ids = [BigInt(argmax(logits.subarray((n - 1) * vocab)))];
-      past = pastNames.map((name) => out[name.replace('past_key_values.', 'present.')]!);
-      length += n;
-    }
-  };
-}
-
-async function transformersJs(promptIds: number[]): Promise<() => Promise<void>> {
-  env.allowRemoteModels = false;
-  env.localModelPath = dirname(modelDir);
-  const dtype = graphFile.includes('quantized') ? 'q8' : 'fp32';
-  const model = await AutoModelForCausalLM.from_pretrained(basename(modelDir), {
-    dtype,
-    local_files_only: true,
-  });
-  const input = new Tensor('int64', BigInt64Array.from(promptIds, BigInt), [1, promptIds.length]);
-  const mask = new Tensor('int64', new BigInt64Array(promptIds.length).fill(1n), [1, promptIds.length]);
-  return async () => {
-    await model.generate({
-      input_ids: input,
-      attention_mask: mask,
-      max_new_tokens: newTokens,
-      min_new_tokens: newTokens,
-      do_sample: false,
-    });
-  };
-}
-
 async function main(): Promise<void> {
   if (!existsSync(join(modelDir, graphFile))) {
     const build = fileURLToPath(new URL('../fixtures/models/build.sh', import.meta.url));
@@ -122,7 +57,10 @@ async function main(): Promise<void> {
       `prompt ${promptIds.length} tokens, ${newTokens} new tokens, median of ${repeats}`,
   );
 
-  const raw = await measure(newTokens, await rawLoop(promptIds));
+  const loop = await rawLoop(join(modelDir, graphFile));
+  const raw = await measure(newTokens, async () => {
+    await loop(promptIds, newTokens);
+  });
   const rows: [string, number][] = [['raw onnxruntime-node loop, batch 1', raw]];
   const engineRates = new Map<number, number>();
   for (const c of concurrencies) {
@@ -133,7 +71,10 @@ async function main(): Promise<void> {
     rows.push([`chatmirror engine, concurrency ${c} (aggregate)`, rate]);
   }
   await engine.close();
-  const tjs = await measure(newTokens, await transformersJs(promptIds));
+  const generate = await transformersJs(modelDir, graphFile.includes('quantized') ? 'q8' : 'fp32');
+  const tjs = await measure(newTokens, async () => {
+    await generate(promptIds, newTokens);
+  });
   rows.push(['Transformers.js generate, batch 1', tjs]);
 
   for (const [label, rate] of rows)

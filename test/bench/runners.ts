@@ -1,0 +1,112 @@
+/**
+ * The in-process baselines that bench:engine and bench:compare measure the engine against, on one prompt at a
+ * time: a bare onnxruntime-node greedy loop (the floor of what any JS engine can do on the graph) and
+ * Transformers.js `generate` on the same ONNX files. Each returns the tokens it generated, so a caller can
+ * check greedy parity as well as time it.
+ */
+import '../../service/engine/ort-env.js';
+import { basename, dirname } from 'node:path';
+import { AutoModelForCausalLM, env, Tensor } from '@huggingface/transformers';
+import * as ort from 'onnxruntime-node';
+import { argmax } from '../../service/engine/sampler.js';
+
+export interface GreedyRun {
+  tokens: number[];
+  /** From the call to the first generated token (prefill and one sampling step), in ms. */
+  firstTokenMs: number;
+}
+
+/** Generates `newTokens` greedy tokens after `promptIds`; EOS is masked, so every run is `newTokens` long. */
+export type GreedyRunner = (promptIds: number[], newTokens: number) => Promise<GreedyRun>;
+
+/**
+ * Prefill, then feed each argmax token back with present → past, nothing else. `suppress` (the EOS ids) are
+ * never chosen, as min_tokens / ignore_eos do in the other systems.
+ */
+export async function rawLoop(graphPath: string, suppress: readonly number[] = []): Promise<GreedyRunner> {
+  const session = await ort.InferenceSession.create(graphPath, {
+    executionProviders: ['cpu'],
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    interOpNumThreads: 1,
+    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+  });
+  const pastNames = session.inputNames.filter((n) => n.startsWith('past_key_values.'));
+  const meta = session.inputMetadata.find((m) => m.name === pastNames[0]);
+  const [, heads, , headDim] = meta?.isTensor ? (meta.shape as number[]) : [];
+  return async (promptIds, newTokens) => {
+    const t0 = performance.now();
+    let firstTokenMs = 0;
+    const tokens: number[] = [];
+    let ids = promptIds.map(BigInt);
+    let past: ort.Tensor[] = pastNames.map(
+      () => new ort.Tensor('float32', new Float32Array(0), [1, heads!, 0, headDim!]),
+    );
+    let length = 0;
+    for (let step = 0; step < newTokens; step++) {
+      const n = ids.length;
+      const feeds: Record<string, ort.Tensor> = {
+        input_ids: new ort.Tensor('int64', BigInt64Array.from(ids), [1, n]),
+        attention_mask: new ort.Tensor('int64', new BigInt64Array(length + n).fill(1n), [1, length + n]),
+        position_ids: new ort.Tensor(
+          'int64',
+          BigInt64Array.from(ids, (_, i) => BigInt(length + i)),
+          [1, n],
+        ),
+      };
+      pastNames.forEach((name, i) => {
+        feeds[name] = past[i]!;
+      });
+      const out = await session.run(feeds);
+      const logits = out.logits!.data as Float32Array;
+      const vocab = logits.length / n;
+      const last = logits.subarray((n - 1) * vocab);
+      for (const id of suppress) last[id] = Number.NEGATIVE_INFINITY;
+      const next = argmax(last);
+      tokens.push(next);
+      if (step === 0) firstTokenMs = performance.now() - t0;
+      ids = [BigInt(next)];
+      past = pastNames.map((name) => out[name.replace('past_key_values.', 'present.')]!);
+      length += n;
+    }
+    return { tokens, firstTokenMs };
+  };
+}
+
+/**
+ * Transformers.js greedy `generate` on a model directory's ONNX files: dtype fp32 reads onnx/model.onnx, q8
+ * onnx/model_quantized.onnx. min_new_tokens masks EOS until the end.
+ */
+export async function transformersJs(modelDir: string, dtype: 'fp32' | 'q8'): Promise<GreedyRunner> {
+  env.allowRemoteModels = false;
+  env.localModelPath = dirname(modelDir);
+  const model = await AutoModelForCausalLM.from_pretrained(basename(modelDir), {
+    dtype,
+    local_files_only: true,
+  });
+  return async (promptIds, newTokens) => {
+    const input = new Tensor('int64', BigInt64Array.from(promptIds, BigInt), [1, promptIds.length]);
+    const mask = new Tensor('int64', new BigInt64Array(promptIds.length).fill(1n), [1, promptIds.length]);
+    const t0 = performance.now();
+    let firstTokenMs = 0;
+    // generate() puts the prompt first, then each step's tokens: the second put is the first new token.
+    let puts = 0;
+    const streamer = {
+      put: () => {
+        puts += 1;
+        if (puts === 2) firstTokenMs = performance.now() - t0;
+      },
+      end: () => {},
+    };
+    const out = (await model.generate({
+      input_ids: input,
+      attention_mask: mask,
+      max_new_tokens: newTokens,
+      min_new_tokens: newTokens,
+      do_sample: false,
+      streamer: streamer as never,
+    })) as Tensor;
+    const ids = Array.from(out.data as BigInt64Array, Number);
+    return { tokens: ids.slice(promptIds.length), firstTokenMs };
+  };
+}
