@@ -230,7 +230,9 @@ function greedyCell(row: SingleRow, n: number): string {
   if (row.greedy === null) return row.id.startsWith('raw-') ? 'reference' : '—';
   const g = row.greedy;
   const stable = row.stable ? '' : ' (varies between runs)';
-  return g.equal ? `equal (${n}/${n})${stable}` : `first ${g.commonPrefix}/${n} equal${stable}`;
+  // A GGUF row is compared with the raw loop on the graph of its precision (the original Q4_1 with fp32).
+  const loop = row.id.startsWith('llama-') ? ` to ${g.reference.split('-')[1]}` : '';
+  return g.equal ? `equal${loop} (${n}/${n})${stable}` : `first ${g.commonPrefix}/${n} equal${loop}${stable}`;
 }
 
 const load = (l: LevelLoad) =>
@@ -260,8 +262,9 @@ export function renderMarkdown(r: CompareReport): string {
     '',
   );
   out.push(
-    'Ratios are chatmirror / llama.cpp at matched precision (our fp32 graph vs F32, our int8 graph vs Q8_0): ' +
-      'above 1 is faster for tokens/s, below 1 is cheaper for CPU and lower for latency.',
+    'The ÷ llama.cpp columns are the headline ratios, chatmirror / llama.cpp: each row over llama.cpp at matched ' +
+      'precision (our fp32 graph vs F32, our int8 graph vs Q8_0); above 1 is faster for tokens/s, below 1 is ' +
+      'cheaper for CPU and lower for latency.',
     '',
   );
   if (r.single !== null) {
@@ -272,9 +275,9 @@ export function renderMarkdown(r: CompareReport): string {
           'system',
           'precision',
           'tok/s',
-          'tok/s: chatmirror / llama.cpp',
+          'tok/s ÷ llama.cpp',
           'CPU ms / token',
-          'CPU: chatmirror / llama.cpp',
+          'CPU ÷ llama.cpp',
           'first token ms',
           'greedy tokens vs raw loop',
         ],
@@ -306,12 +309,12 @@ export function renderMarkdown(r: CompareReport): string {
           'server',
           'precision',
           'output tok/s',
-          'tok/s: chatmirror / llama.cpp',
+          'tok/s ÷ llama.cpp',
           'ITL p99 ms',
-          'ITL p99: chatmirror / llama.cpp',
+          'ITL p99 ÷ llama.cpp',
           'TTFT p50 ms',
           'CPU ms / output token',
-          'CPU: chatmirror / llama.cpp',
+          'CPU ÷ llama.cpp',
         ],
         ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
         r.server.rows.map((row) => [
@@ -461,7 +464,22 @@ export function chartSpec(r: CompareReport): TopLevelSpec {
           axis: { labelLimit: 220 },
         },
         x: { field: 'value', type: 'quantitative', title: null },
-        color: { field: 'system', type: 'nominal', legend: null },
+        color: {
+          field: 'system',
+          type: 'nominal',
+          legend: null,
+          // chatmirror in one colour, in process and served; llama.cpp in another, throughout.
+          scale: {
+            domain: [
+              'chatmirror engine',
+              'chatmirror serve',
+              'raw onnxruntime loop',
+              'Transformers.js',
+              'llama.cpp',
+            ],
+            range: ['#f58518', '#f58518', '#54a24b', '#4c78a8', '#72b7b2'],
+          },
+        },
       },
     },
     resolve: { scale: { x: 'independent', y: 'independent' } },
