@@ -190,6 +190,13 @@ async function main(): Promise<void> {
     }
   }
 
+  // The model directory can be rebuilt while a run is under way (someone working on the graphs): say so.
+  const manifestAfter = await readManifest(options.modelDir);
+  for (const g of Object.values(GRAPHS))
+    if (manifestAfter.get(g) !== manifest.get(g))
+      notes.push(
+        `${g} changed during the run (sha256 ${manifest.get(g)} at the start, ${manifestAfter.get(g)} at the end).`,
+      );
   notes.push(...standingNotes(options));
   const report: CompareReport = {
     version: 1,
