@@ -66,6 +66,7 @@ export async function serve(options: ServeOptions = {}): Promise<RunningService>
   const engine = await Engine.load(config.engine.modelDir, {
     graphFile: config.engine.graphFile,
     intraOpThreads: config.engine.intraOpThreads,
+    spinThreads: config.engine.spinThreads,
     maxBatchSize: config.engine.maxBatchSize,
     maxQueue: config.engine.maxQueue,
     tokenizerThreads: config.engine.tokenizerThreads,

@@ -172,8 +172,7 @@ export class BatchScheduler {
         this.pending.push([seq.id, [seq.abort()]]);
         return undefined;
       }
-      const vocab = logits.length / (n - start);
-      this.pending.push([seq.id, seq.step(logits.subarray(logits.length - vocab))]);
+      this.pending.push([seq.id, seq.step(logits)]);
       return seq.finished ? undefined : cache;
     } catch (err) {
       this.pending.push([seq.id, [{ type: 'error', message: `prefill failed: ${(err as Error).message}` }]]);

@@ -15,6 +15,8 @@ export interface EngineOptions {
   graphFile?: string;
   /** onnxruntime intra-op threads; 0 = one per core. */
   intraOpThreads?: number;
+  /** Let onnxruntime's threads spin between kernels instead of sleeping (see SessionOptions.spinThreads). */
+  spinThreads?: boolean;
   /** Sequences decoded together in one batched step. */
   maxBatchSize?: number;
   /** Requests allowed to wait for a batch slot; beyond that `submit` refuses at once. */
@@ -28,6 +30,7 @@ export interface EngineOptions {
 export const ENGINE_DEFAULTS = {
   graphFile: 'onnx/model.onnx',
   intraOpThreads: 0,
+  spinThreads: true,
   maxBatchSize: 16,
   maxQueue: 64,
   tokenizerThreads: 1,
@@ -116,6 +119,7 @@ export class Engine {
     const init: WorkerInit = {
       files,
       intraOpThreads: options.intraOpThreads ?? ENGINE_DEFAULTS.intraOpThreads,
+      spinThreads: options.spinThreads ?? ENGINE_DEFAULTS.spinThreads,
       maxBatchSize,
       contextLength,
       eosTokenIds: eos,

@@ -11,6 +11,13 @@ import type { KvArray, KvBlock } from './kv-cache.js';
 export interface SessionOptions {
   /** Threads for one operator; 0 lets onnxruntime pick (all cores). */
   intraOpThreads: number;
+  /**
+   * Whether onnxruntime's pool threads spin between kernels instead of sleeping. A decode step of a small model
+   * is hundreds of short kernels, and waking a sleeping thread for each cost SmolLM2-135M int8 40% of its
+   * decode speed on 2 cores (test/bench/profile.ts: 25.5 vs 15.2 ms a step). Spinning is CPU time spent
+   * waiting, bounded by onnxruntime's spin count before it sleeps, so an idle server does not burn its cores.
+   */
+  spinThreads: boolean;
 }
 
 export interface DecoderModel {
@@ -24,7 +31,9 @@ export interface DecoderModel {
   allocKv(elements: number): KvArray;
   /**
    * Runs `tokens` new positions for every row. `attentionMask` covers cache + new tokens (batch × (length +
-   * tokens)); `positionIds` is batch × tokens. Returns logits for every new position and the grown cache.
+   * tokens)); `positionIds` is batch × tokens. Returns the logits of each row's last position (batch × vocab),
+   * the only ones the engine samples from, and the grown cache. More than one token only for a batch of one
+   * (a prefill): onnxruntime's GroupQueryAttention, in graphs built for generation, refuses more.
    */
   forward(
     inputIds: BigInt64Array,
@@ -37,6 +46,12 @@ export interface DecoderModel {
 
 const PAST = /^past_key_values\.(\d+)\.(key|value)$/;
 const REQUIRED = ['input_ids', 'attention_mask'];
+/**
+ * Optional scalar input of newer exports (Transformers.js feeds it too): how many trailing positions get logits.
+ * With it a prefill skips the vocabulary projection of every prompt position but the last, which for a 49k
+ * vocabulary is a large share of the prefill.
+ */
+const LOGITS_TO_KEEP = 'num_logits_to_keep';
 
 function tensorMeta(meta: readonly ort.InferenceSession.ValueMetadata[], name: string) {
   const m = meta.find((x) => x.name === name);
@@ -49,14 +64,14 @@ export async function loadDecoderModel(
   source: string,
   options: SessionOptions,
 ): Promise<DecoderModel> {
+  const spin = options.spinThreads ? '1' : '0';
   const session = await ort.InferenceSession.create(graph, {
     executionProviders: ['cpu'],
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
     intraOpNumThreads: options.intraOpThreads,
     interOpNumThreads: 1,
-    // Spinning threads burn the cores between decode steps, which the event loop and other requests need.
-    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+    extra: { session: { intra_op: { allow_spinning: spin }, inter_op: { allow_spinning: spin } } },
     ...(externalData.length > 0 ? { externalData } : {}),
   });
   return describeAndWrap(session, source);
@@ -74,7 +89,8 @@ function describeAndWrap(session: ort.InferenceSession, source: string): Decoder
     );
   }
   const hasPositionIds = inputs.includes('position_ids');
-  const known = new Set([...REQUIRED, 'position_ids', ...pastNames]);
+  const hasLogitsToKeep = inputs.includes(LOGITS_TO_KEEP);
+  const known = new Set([...REQUIRED, 'position_ids', LOGITS_TO_KEEP, ...pastNames]);
   const unknown = inputs.filter((n) => !known.has(n));
   if (unknown.length > 0) {
     throw new EngineError(
@@ -117,6 +133,7 @@ function describeAndWrap(session: ort.InferenceSession, source: string): Decoder
         attention_mask: new ort.Tensor('int64', attentionMask, [batch, length + tokens]),
       };
       if (hasPositionIds) feeds.position_ids = new ort.Tensor('int64', positionIds, [batch, tokens]);
+      if (hasLogitsToKeep) feeds[LOGITS_TO_KEEP] = new ort.Tensor('int64', BigInt64Array.of(1n), []);
       pastNames.forEach((name, i) => {
         // Wrapping a typed array in a Tensor does not copy it: the previous step's present becomes this past.
         feeds[name] = new ort.Tensor(kvType, cache.tensors[i]!, [batch, heads, length, headDim]);
@@ -127,7 +144,12 @@ function describeAndWrap(session: ort.InferenceSession, source: string): Decoder
         throw new EngineError('model_format', `${source}: logits of type ${logits.type} are not supported`);
       }
       return {
-        logits: logits.data as Float32Array,
+        logits: lastPositions(
+          logits.data as Float32Array,
+          batch,
+          Number(logits.dims[1]),
+          Number(logits.dims[2]),
+        ),
         cache: {
           batch,
           length: length + tokens,
@@ -136,4 +158,16 @@ function describeAndWrap(session: ort.InferenceSession, source: string): Decoder
       };
     },
   };
+}
+
+/** The last position's row of each batch row of [batch, positions, vocab] logits (a view when there is one). */
+function lastPositions(data: Float32Array, batch: number, positions: number, vocab: number): Float32Array {
+  if (positions === 1) return data;
+  if (batch === 1) return data.subarray((positions - 1) * vocab);
+  const out = new Float32Array(batch * vocab);
+  for (let r = 0; r < batch; r++) {
+    const from = (r * positions + positions - 1) * vocab;
+    out.set(data.subarray(from, from + vocab), r * vocab);
+  }
+  return out;
 }

@@ -18,6 +18,7 @@ import type { GenerationEvent, GenerationRequest } from './types.js';
 export interface WorkerInit {
   files: ModelFiles;
   intraOpThreads: number;
+  spinThreads: boolean;
   maxBatchSize: number;
   contextLength: number;
   eosTokenIds: number[];
@@ -67,6 +68,7 @@ async function start(): Promise<void> {
   );
   const model = await loadDecoderModel(graph, externalData, `${files.dir}/${files.graphFile}`, {
     intraOpThreads: init.intraOpThreads,
+    spinThreads: init.spinThreads,
   });
   const tokenizer = new TextTokenizer(files.tokenizerJson, files.tokenizerConfig);
   const limits: SequenceLimits = {

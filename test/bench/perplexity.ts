@@ -51,6 +51,9 @@ async function perplexity(graphFile: string, ids: number[]): Promise<{ ppl: numb
   };
   for (const name of pastNames)
     feeds[name] = new ort.Tensor('float32', new Float32Array(0), [1, heads!, 0, headDim!]);
+  // 0: logits for every position (a graph with this input otherwise gives only the last ones).
+  if (session.inputNames.includes('num_logits_to_keep'))
+    feeds.num_logits_to_keep = new ort.Tensor('int64', BigInt64Array.of(0n), []);
   const out = await session.run(feeds, ['logits']);
   const logits = out.logits!.data as Float32Array;
   const vocab = logits.length / n;

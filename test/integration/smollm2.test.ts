@@ -191,21 +191,30 @@ describe.runIf(BUILT)('SmolLM2-135M-Instruct', () => {
     }
   }, 300_000);
 
-  it('the int8 graph answers Paris too', async () => {
+  // Not the France question of the fp32 test: there fp32's first token wins by 0.08 logits ("The" 25.33 over
+  // "L" 25.24), and int8 activations flip it to "L'Étoile, la Cité, …", exactly as llama.cpp's own q8_0 of the
+  // same GGUF answers (llama-server, greedy); f32 llama.cpp answers Paris like our fp32 graph.
+  it('the int8 graph still knows the easy facts', async () => {
     const int8 = await Engine.load(MODEL_DIR, {
       graphFile: 'onnx/model_quantized.onnx',
       maxBatchSize: 1,
       intraOpThreads: 2,
     });
     try {
-      const out = await collect(
-        int8.submit({
-          promptIds: int8.encodeChat(reference.greedy.messages),
-          params: params({ maxTokens: 32 }),
-        }),
-      );
-      expect(out.error).toBeUndefined();
-      expect(out.text).toContain('Paris');
+      for (const [question, answer] of [
+        ['What is the capital of Germany?', 'Berlin'],
+        ['What is the capital of Japan?', 'Tokyo'],
+        ['What is the opposite of hot?', 'cold'],
+      ] as const) {
+        const out = await collect(
+          int8.submit({
+            promptIds: int8.encodeChat([{ role: 'user', content: question }]),
+            params: params({ maxTokens: 16 }),
+          }),
+        );
+        expect(out.error).toBeUndefined();
+        expect(out.text).toContain(answer);
+      }
     } finally {
       await int8.close();
     }
