@@ -87,25 +87,39 @@ export function streamCompletion(target: RequestTarget, prompt: string): Promise
     };
     const failed = (status: number | undefined, error: string) =>
       finish({ ok: false, status, error, itl: [], outputTokens: 0 });
-    const req = request(target.endpoint, { method: 'POST', headers, agent: target.agent }, (res) => {
-      const status = res.statusCode ?? 0;
-      res.setEncoding('utf8');
-      if (status !== 200) {
-        let text = '';
-        res.on('data', (chunk: string) => {
-          text += chunk;
-        });
-        res.on('end', () => failed(status, httpError(status, text)));
-        return;
-      }
-      const parser = new StreamParser(seconds);
-      res.on('data', (chunk: string) => parser.push(chunk));
-      res.on('end', () => finish({ status, ...parser.result() }));
-      res.on('error', (err) => failed(status, err.message));
-    });
-    req.setTimeout(IDLE_TIMEOUT_MS, () => req.destroy(new Error(`no data for ${IDLE_TIMEOUT_MS / 1000} s`)));
-    req.on('error', (err: NodeJS.ErrnoException) => failed(undefined, err.message));
-    req.end(body);
+    const send = () => {
+      let responded = false;
+      const req = request(target.endpoint, { method: 'POST', headers, agent: target.agent }, (res) => {
+        responded = true;
+        const status = res.statusCode ?? 0;
+        res.setEncoding('utf8');
+        if (status !== 200) {
+          let text = '';
+          res.on('data', (chunk: string) => {
+            text += chunk;
+          });
+          res.on('end', () => failed(status, httpError(status, text)));
+          return;
+        }
+        const parser = new StreamParser(seconds);
+        res.on('data', (chunk: string) => parser.push(chunk));
+        res.on('end', () => finish({ status, ...parser.result() }));
+        res.on('error', (err) => failed(status, err.message));
+      });
+      req.setTimeout(IDLE_TIMEOUT_MS, () =>
+        req.destroy(new Error(`no data for ${IDLE_TIMEOUT_MS / 1000} s`)),
+      );
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        // A kept-alive socket the server had closed as the request went out on it (llama-server announces
+        // keep-alive, then closes after each streamed response): nothing reached the server, so the request goes
+        // again, as Node's docs advise (request.reusedSocket). Each retry uses up one dead pooled socket, and a
+        // new socket is never retried, so this ends.
+        if (!responded && req.reusedSocket && err.code === 'ECONNRESET') send();
+        else failed(undefined, err.message);
+      });
+      req.end(body);
+    };
+    send();
   });
 }
 
