@@ -34,6 +34,8 @@ export async function rawLoop(graphPath: string, suppress: readonly number[] = [
   const pastNames = session.inputNames.filter((n) => n.startsWith('past_key_values.'));
   const meta = session.inputMetadata.find((m) => m.name === pastNames[0]);
   const [, heads, , headDim] = meta?.isTensor ? (meta.shape as number[]) : [];
+  // Newer exports take how many trailing positions get logits: the last one is all greedy decoding reads.
+  const keepLast = session.inputNames.includes('num_logits_to_keep');
   return async (promptIds, newTokens) => {
     const t0 = performance.now();
     let firstTokenMs = 0;
@@ -54,13 +56,13 @@ export async function rawLoop(graphPath: string, suppress: readonly number[] = [
           [1, n],
         ),
       };
+      if (keepLast) feeds.num_logits_to_keep = new ort.Tensor('int64', BigInt64Array.of(1n), []);
       pastNames.forEach((name, i) => {
         feeds[name] = past[i]!;
       });
       const out = await session.run(feeds);
       const logits = out.logits!.data as Float32Array;
-      const vocab = logits.length / n;
-      const last = logits.subarray((n - 1) * vocab);
+      const last = logits.subarray(logits.length - out.logits!.dims.at(-1)!);
       for (const id of suppress) last[id] = Number.NEGATIVE_INFINITY;
       const next = argmax(last);
       tokens.push(next);

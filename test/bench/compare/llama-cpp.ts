@@ -99,13 +99,14 @@ export interface LlamaServer {
  */
 export async function startLlamaServer(
   tools: LlamaCpp,
-  options: { model: string; slots: number; contextPerSlot: number },
+  options: { model: string; slots: number; contextPerSlot: number; extraArgs?: string[] },
 ): Promise<LlamaServer> {
   const port = await freePort();
   const args = [
     ...['-m', options.model, '-t', String(availableParallelism())],
     ...['-np', String(options.slots), '-c', String(options.slots * options.contextPerSlot)],
     ...['--host', '127.0.0.1', '--port', String(port), '--no-webui', '--temp', '0'],
+    ...(options.extraArgs ?? []),
   ];
   const child = spawn(join(tools.bin, 'llama-server'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';

@@ -22,6 +22,8 @@ Environment
                                    llama-f32 llama-q8_0 llama-q4_1
                            server: serve-fp32 serve-int8 llama-f32 llama-q8_0
   COMPARE_CONCURRENCY=16   clients at the server level
+  COMPARE_LLAMA_ARGS       extra llama-server flags for every llama.cpp system, e.g. "--poll 0" (its threads
+                           then sleep rather than spin while they wait, as onnxruntime's do in chatmirror)
   COMPARE_SERVER_REQUESTS  measured requests per server and repetition (default 3 × the concurrency)
   COMPARE_OUT=results      where the three files go
   COMPARE_MODEL_DIR        default $CHATMIRROR_CACHE/models/smollm2-135m-instruct (built if missing)
@@ -56,6 +58,8 @@ export interface CompareOptions {
   systems: string[];
   concurrency: number;
   serverRequests: number;
+  /** Appended to every llama-server command line. */
+  llamaArgs: string[];
   outDir: string;
   cache: string;
   modelDir: string;
@@ -80,6 +84,7 @@ export function readOptions(env: NodeJS.ProcessEnv, repoRoot: string): CompareOp
     systems,
     concurrency,
     serverRequests: positive(env, 'COMPARE_SERVER_REQUESTS', 3 * concurrency),
+    llamaArgs: (env.COMPARE_LLAMA_ARGS ?? '').split(' ').filter((a) => a !== ''),
     outDir: env.COMPARE_OUT || join(repoRoot, 'results'),
     cache,
     modelDir: env.COMPARE_MODEL_DIR || join(cache, 'models/smollm2-135m-instruct'),

@@ -99,6 +99,7 @@ export async function startServers(
         model: g.path,
         slots: c,
         contextPerSlot: contextPerSlot(prompt.ids.length, options.newTokens),
+        extraArgs: options.llamaArgs,
       });
       const file = g.path.split('/').at(-1)!;
       systems.push({

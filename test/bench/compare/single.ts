@@ -63,6 +63,7 @@ export async function singleSystems(
       model: g.path,
       slots: 1,
       contextPerSlot: contextPerSlot(ids.length, n),
+      extraArgs: options.llamaArgs,
     });
     systems.push(llamaSystem(g, server, ids, n));
   };
