@@ -252,6 +252,7 @@ function standingNotes(options: CompareOptions): string[] {
     'First token ms for llama.cpp is its own prompt_ms (the /completion request is not streamed); for the others it is from the call to the first token.',
     'F32 holds the same weights as our fp32 graph (both are the Q4_1 GGUF dequantised); Q8_0 is the Q4_1 weights requantised, and our int8 graph has its own 8-bit scheme (docs/models.md), so int8 vs Q8_0 matches the bits, not the numbers: their greedy tokens are compared against the raw loop on the int8 graph and may part early.',
     `Servers: every request has the same prompt text, and both servers keep their prompt caches on as shipped (chatmirror's prefix reuse, llama-server's cache_prompt), so most of each prefill is served from cache on both. The client runs in this process on the same ${availableParallelism()} cores; only chatmirror's side speaks TLS.`,
+    `llama-server runs with -t ${availableParallelism()} (every core). Where other work shares the cores, one of its runs can fall to a tenth of its speed while its CPU time per token grows as much (seen on the 2-core development machine, where -t 1 did not do this): the per-repetition columns show such runs. COMPARE_LLAMA_ARGS="-t 1" trades that for one core's speed.`,
     `Each server gets one unmeasured round of ${options.concurrency} requests first; greedy is each server's default here (CHATMIRROR_MODELS_DEFAULTS_TEMPERATURE=0, llama-server --temp 0).`,
   ];
 }

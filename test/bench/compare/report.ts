@@ -215,6 +215,11 @@ function fig(x: number | null | undefined): string {
   return x.toFixed(2);
 }
 
+/** Every repetition's figure, in order: a median of three hides one run that the machine's load spoilt. */
+function each(xs: number[]): string {
+  return xs.map(fig).join(', ');
+}
+
 function times(x: number | null | undefined): string {
   return x === null || x === undefined ? '—' : `${x.toFixed(2)}×`;
 }
@@ -280,8 +285,9 @@ export function renderMarkdown(r: CompareReport): string {
           'CPU ÷ llama.cpp',
           'first token ms',
           'greedy tokens vs raw loop',
+          'tok/s each repetition',
         ],
-        ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'l'],
+        ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'l', 'r'],
         r.single.rows.map((row) => [
           row.system,
           row.precision,
@@ -291,6 +297,7 @@ export function renderMarkdown(r: CompareReport): string {
           times(row.vsLlama?.cpuMsPerToken),
           fig(row.median.firstTokenMs),
           greedyCell(row, n),
+          each(row.runs.map((x) => x.tokensPerSecond)),
         ]),
       ),
     );
@@ -315,8 +322,9 @@ export function renderMarkdown(r: CompareReport): string {
           'TTFT p50 ms',
           'CPU ms / output token',
           'CPU ÷ llama.cpp',
+          'output tok/s each repetition',
         ],
-        ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+        ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
         r.server.rows.map((row) => [
           row.system,
           row.precision,
@@ -327,6 +335,7 @@ export function renderMarkdown(r: CompareReport): string {
           fig(row.median.ttftP50Ms),
           fig(row.median.cpuMsPerOutputToken),
           times(row.vsLlama?.cpuMsPerOutputToken),
+          each(row.runs.map((x) => x.outputTokensPerSecond)),
         ]),
       ),
     );
