@@ -11,6 +11,10 @@ import type { Api } from './args.js';
 /** A stalled stream (no byte for this long) fails the request rather than hanging the scheduled run. */
 export const IDLE_TIMEOUT_MS = 120_000; // 2 minutes
 
+/** Resends of a request whose new connection the server dropped unanswered: llama-server at 16 concurrent drops
+ * a few in a row, and a dropped request costs it no work (its log shows no task for one). */
+export const FRESH_CONNECTION_RESENDS = 5;
+
 export const API_PATHS: Record<Api, string> = {
   chat: '/v1/chat/completions',
   completions: '/v1/completions',
@@ -44,6 +48,8 @@ export interface RequestResult {
   outputTokens: number;
   /** usage.prompt_tokens; undefined when the server sent no usage. */
   promptTokens?: number | undefined;
+  /** Times it was sent again because the server closed the connection before any response (see streamCompletion). */
+  resent?: number | undefined;
 }
 
 export function createAgent(url: URL, options: { ca?: Buffer | undefined; maxSockets: number }): http.Agent {
@@ -80,10 +86,12 @@ export function streamCompletion(target: RequestTarget, prompt: string): Promise
 
   return new Promise((resolve) => {
     let settled = false;
+    let resent = 0;
+    let freshResends = 0;
     const finish = (result: Omit<RequestResult, 'e2e'>) => {
       if (settled) return;
       settled = true;
-      resolve({ ...result, e2e: seconds() });
+      resolve({ ...result, e2e: seconds(), ...(resent > 0 ? { resent } : {}) });
     };
     const failed = (status: number | undefined, error: string) =>
       finish({ ok: false, status, error, itl: [], outputTokens: 0 });
@@ -110,12 +118,19 @@ export function streamCompletion(target: RequestTarget, prompt: string): Promise
         req.destroy(new Error(`no data for ${IDLE_TIMEOUT_MS / 1000} s`)),
       );
       req.on('error', (err: NodeJS.ErrnoException) => {
-        // A kept-alive socket the server had closed as the request went out on it (llama-server announces
-        // keep-alive, then closes after each streamed response): nothing reached the server, so the request goes
-        // again, as Node's docs advise (request.reusedSocket). Each retry uses up one dead pooled socket, and a
-        // new socket is never retried, so this ends.
-        if (!responded && req.reusedSocket && err.code === 'ECONNRESET') send();
-        else failed(undefined, err.message);
+        // The server closed the connection before any response, so it never served the request, which goes
+        // again (the time lost stays in its latency). On a kept-alive socket this is the race Node's docs
+        // describe (request.reusedSocket): llama-server announces keep-alive, then closes after each streamed
+        // response. Each such resend uses up one dead pooled socket, so they end. llama-server at 16 concurrent
+        // also drops some new connections unanswered (its log shows no task for them): those go again up to
+        // FRESH_CONNECTION_RESENDS times. The count is reported (LevelResult.resent).
+        const unanswered = !responded && err.code === 'ECONNRESET';
+        const fresh = !req.reusedSocket;
+        if (unanswered && (!fresh || freshResends < FRESH_CONNECTION_RESENDS)) {
+          resent += 1;
+          if (fresh) freshResends += 1;
+          send();
+        } else failed(undefined, err.message);
       });
       req.end(body);
     };

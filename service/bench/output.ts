@@ -130,6 +130,16 @@ function failures(report: BenchReport): string[] {
   ]);
 }
 
+/** Resends are not failures, but a server that drops connections should not look like one that does not. */
+function resends(report: BenchReport): string[] {
+  return report.levels
+    .filter((l) => l.resent > 0)
+    .map(
+      (l) =>
+        `${loadLabel(l.load)}: ${l.resent} sends repeated after the server closed the connection unanswered`,
+    );
+}
+
 function aligned(t: Table): string[] {
   const widths = t.header.map((h, i) => Math.max(h.length, ...t.rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) =>
@@ -157,6 +167,7 @@ function sloLine(report: BenchReport): string[] {
 
 export function renderTable(report: BenchReport): string {
   const failed = failures(report);
+  const resent = resends(report);
   return [
     title(report),
     '',
@@ -164,6 +175,7 @@ export function renderTable(report: BenchReport): string {
     '',
     ...aligned(latencyTable(report)),
     ...(failed.length > 0 ? ['', 'failures:', ...failed] : []),
+    ...(resent.length > 0 ? ['', ...resent] : []),
     ...(report.sloMet === null ? [] : ['', ...sloLine(report)]),
     '',
   ].join('\n');
@@ -171,6 +183,7 @@ export function renderTable(report: BenchReport): string {
 
 export function renderMarkdown(report: BenchReport): string {
   const failed = failures(report);
+  const resent = resends(report);
   const machine =
     report.machine === undefined
       ? []
@@ -188,6 +201,7 @@ export function renderMarkdown(report: BenchReport): string {
     '',
     ...markdown(latencyTable(report)),
     ...(failed.length > 0 ? ['', 'Failures:', '', '```', ...failed, '```'] : []),
+    ...(resent.length > 0 ? ['', ...resent] : []),
     ...(report.sloMet === null ? [] : ['', ...sloLine(report)]),
     '',
   ].join('\n');

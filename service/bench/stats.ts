@@ -37,6 +37,8 @@ export interface LevelResult {
   durationSeconds: number;
   /** Most requests in flight at once. */
   maxInFlight: number;
+  /** Sends repeated because the server closed a connection before answering (client.ts streamCompletion). */
+  resent: number;
   totalInputTokens: number;
   totalOutputTokens: number;
   requestThroughput: number;
@@ -117,6 +119,7 @@ export function summarise(
     errors: [...counts].map(([error, count]) => ({ error, count })).sort((a, b) => b.count - a.count),
     durationSeconds,
     maxInFlight: options.maxInFlight,
+    resent: results.reduce((sum, r) => sum + (r.resent ?? 0), 0),
     totalInputTokens,
     totalOutputTokens,
     requestThroughput: perSecond(ok.length),
