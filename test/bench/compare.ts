@@ -173,12 +173,22 @@ async function main(): Promise<void> {
         log(
           `  rep ${rep + 1}/${options.repeats} ${id.padEnd(12)} ${r.outputTokensPerSecond.toFixed(1).padStart(6)} tok/s  ` +
             `ITL p99 ${fmt(r.itlP99Ms)} ms  TTFT p50 ${fmt(r.ttftP50Ms)} ms  ${r.cpuMsPerOutputToken.toFixed(1)} CPU ms/token  ` +
-            `${r.completed} ok ${r.failed} failed, ${r.meanPromptTokens.toFixed(1)} prompt tokens`,
+            `${r.completed} ok ${r.failed} failed ${r.resent} resent, ${r.meanPromptTokens.toFixed(1)} prompt tokens`,
         ),
       );
       const load: LevelLoad = { loadAverageBefore: before, loadAverageAfter: round2(loadavg()) };
       server = { ...load, rows: serverRows(level.systems, runs) };
       for (const row of server.rows) {
+        const resent = row.runs.map((x) => x.resent);
+        if (resent.some((n) => n > 0))
+          notes.push(
+            `${row.id}: the client sent ${resent.join(', ')} requests again (by repetition) because the server closed the connection before answering (service/bench/client.ts says when it does).`,
+          );
+        const failed = row.runs.map((x) => x.failed);
+        if (failed.some((n) => n > 0))
+          notes.push(
+            `${row.id}: ${failed.join(', ')} requests failed (by repetition); see the JSON for why.`,
+          );
         const counted = row.runs[0]?.meanPromptTokens;
         if (counted !== undefined && counted !== prompt.ids.length)
           notes.push(

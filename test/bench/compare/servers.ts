@@ -41,6 +41,8 @@ export interface ServerRun {
   outputTokens: number;
   /** usage.prompt_tokens per request, as the server counted the prompt text. */
   meanPromptTokens: number;
+  /** Sends the client repeated because the server closed the connection unanswered (bench's LevelResult.resent). */
+  resent: number;
   errors: LevelResult['errors'];
 }
 
@@ -150,6 +152,7 @@ export async function benchServer(
     failed: level.failed,
     outputTokens: level.totalOutputTokens,
     meanPromptTokens: level.totalInputTokens / level.completed,
+    resent: level.resent,
     errors: level.errors,
   };
 }
