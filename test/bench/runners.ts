@@ -8,6 +8,7 @@ import '../../service/engine/ort-env.js';
 import { basename, dirname } from 'node:path';
 import { AutoModelForCausalLM, env, Tensor } from '@huggingface/transformers';
 import * as ort from 'onnxruntime-node';
+import { ENGINE_DEFAULTS } from '../../service/engine/index.js';
 import { argmax } from '../../service/engine/sampler.js';
 
 export interface GreedyRun {
@@ -21,15 +22,21 @@ export type GreedyRunner = (promptIds: number[], newTokens: number) => Promise<G
 
 /**
  * Prefill, then feed each argmax token back with present → past, nothing else. `suppress` (the EOS ids) are
- * never chosen, as min_tokens / ignore_eos do in the other systems.
+ * never chosen, as min_tokens / ignore_eos do in the other systems. The session is set up as the engine's is
+ * by default (threads that spin between kernels or not), so that the two differ only in what the engine adds.
  */
-export async function rawLoop(graphPath: string, suppress: readonly number[] = []): Promise<GreedyRunner> {
+export async function rawLoop(
+  graphPath: string,
+  suppress: readonly number[] = [],
+  spinThreads: boolean = ENGINE_DEFAULTS.spinThreads,
+): Promise<GreedyRunner> {
+  const spin = spinThreads ? '1' : '0';
   const session = await ort.InferenceSession.create(graphPath, {
     executionProviders: ['cpu'],
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
     interOpNumThreads: 1,
-    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+    extra: { session: { intra_op: { allow_spinning: spin }, inter_op: { allow_spinning: spin } } },
   });
   const pastNames = session.inputNames.filter((n) => n.startsWith('past_key_values.'));
   const meta = session.inputMetadata.find((m) => m.name === pastNames[0]);

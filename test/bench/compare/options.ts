@@ -22,8 +22,7 @@ Environment
                                    llama-f32 llama-q8_0 llama-q4_1
                            server: serve-fp32 serve-int8 llama-f32 llama-q8_0
   COMPARE_CONCURRENCY=16   clients at the server level
-  COMPARE_LLAMA_ARGS       extra llama-server flags for every llama.cpp system, e.g. "--poll 0" (its threads
-                           then sleep rather than spin while they wait, as onnxruntime's do in chatmirror)
+  COMPARE_LLAMA_ARGS       extra llama-server flags for every llama.cpp system, e.g. "-t 1" (a later -t wins)
   COMPARE_SERVER_REQUESTS  measured requests per server and repetition (default 3 × the concurrency)
   COMPARE_OUT=results      where the three files go
   COMPARE_MODEL_DIR        default $CHATMIRROR_CACHE/models/smollm2-135m-instruct (built if missing)

@@ -3,7 +3,7 @@
  * call to the last token (prefill + every new token), with the CPU time the process spent meanwhile.
  */
 import { join } from 'node:path';
-import { Engine } from '../../../service/engine/index.js';
+import { ENGINE_DEFAULTS, Engine } from '../../../service/engine/index.js';
 import { collect } from '../../helpers/collect.js';
 import { params } from '../../helpers/model.js';
 import { type GreedyRun, rawLoop, transformersJs } from '../runners.js';
@@ -78,7 +78,7 @@ export async function singleSystems(
           system: 'raw onnxruntime-node loop',
           precision,
           peer: peers[precision],
-          setup: `${GRAPHS[precision]}, one session, argmax with EOS masked`,
+          setup: `${GRAPHS[precision]}, one session (threads spin: ${ENGINE_DEFAULTS.spinThreads}, as the engine's), argmax with EOS masked`,
           prepare: warmOnce(run),
           run,
           cpuMs: ownCpuMs,
@@ -143,7 +143,7 @@ function engineSystem(
     precision,
     peer: precision === 'fp32' ? 'llama-f32' : 'llama-q8_0',
     reference: `raw-${precision}`,
-    setup: `Engine.load(${GRAPHS[precision]}, maxBatchSize 1), ignoreEos + minTokens ${n}; reloaded each repetition`,
+    setup: `Engine.load(${GRAPHS[precision]}, maxBatchSize 1, spinThreads ${ENGINE_DEFAULTS.spinThreads} by default), ignoreEos + minTokens ${n}; reloaded each repetition`,
     prepare: async () => {
       await engine?.close();
       engine = await Engine.load(options.modelDir, { graphFile: GRAPHS[precision], maxBatchSize: 1 });
