@@ -44,6 +44,8 @@ export class BatchScheduler {
   /** Parked sequences resumed, waiting for a batch row (before any newcomer). */
   private resumed: Parked[] = [];
   private cache: KvBlock;
+  /** The input cache of the last decode step: nothing refers to it, so the next step may reuse its storage. */
+  private spare: KvBlock | undefined;
   private pending: [number, GenerationEvent[]][] = [];
   private wake: (() => void) | undefined;
   private closed = false;
@@ -256,7 +258,10 @@ export class BatchScheduler {
         BigInt64Array.from(rows, (s) => BigInt(s.cached)),
         1,
         this.cache,
+        this.spare,
       );
+      // Parking and regrouping only ever read or hold the newest cache, never a step's input.
+      this.spare = this.cache;
       this.cache = cache;
       const vocab = logits.length / rows.length;
       rows.forEach((seq, r) => {

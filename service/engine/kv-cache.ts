@@ -60,3 +60,53 @@ export function decodeAttentionMask(rowLengths: readonly number[], cacheLength: 
   });
   return mask;
 }
+
+/**
+ * Positions allocated past a grown cache's length: a decode step adds one position a row, so the storage of a
+ * cache two steps old still fits the next one for this many steps.
+ */
+const GROWTH_SLACK = 32;
+
+/**
+ * `cache` grown by `tokens` positions a row, for graphs that return only the new positions (`added[t]` is
+ * [batch, heads, tokens, headDim]): each row's old positions, then the new ones. The storage of `recycle`, a
+ * cache nothing refers to any more, is reused when it is large enough, so that a decode step does not allocate
+ * (and fault in) a fresh copy of the whole cache.
+ */
+export function appendPositions(
+  cache: KvBlock,
+  added: readonly KvArray[],
+  tokens: number,
+  heads: number,
+  headDim: number,
+  alloc: (elements: number) => KvArray,
+  recycle?: KvBlock,
+): KvBlock {
+  const { batch, length } = cache;
+  const grown = length + tokens;
+  const rows = batch * heads;
+  const tensors = cache.tensors.map((src, t) => {
+    const need = rows * grown * headDim;
+    const dst =
+      reuse(recycle?.tensors[t], need, src) ?? alloc(need + rows * GROWTH_SLACK * headDim).subarray(0, need);
+    const fresh = added[t]!;
+    for (let r = 0; r < rows; r++) {
+      dst.set(src.subarray(r * length * headDim, (r + 1) * length * headDim), r * grown * headDim);
+      dst.set(
+        fresh.subarray(r * tokens * headDim, (r + 1) * tokens * headDim),
+        (r * grown + length) * headDim,
+      );
+    }
+    return dst;
+  });
+  return { batch, length: grown, tensors };
+}
+
+/** A view of `elements` over old's whole buffer, when it holds that many and is not the one being read. */
+function reuse(old: KvArray | undefined, elements: number, reading: KvArray): KvArray | undefined {
+  if (!old || old.buffer === reading.buffer) return undefined;
+  if (old.buffer.byteLength < elements * old.BYTES_PER_ELEMENT) return undefined;
+  return old instanceof Float32Array
+    ? new Float32Array(old.buffer, 0, elements)
+    : new Uint16Array(old.buffer, 0, elements);
+}

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { decodeAttentionMask, gatherRows, type KvBlock } from '../../../service/engine/kv-cache.js';
+import {
+  appendPositions,
+  decodeAttentionMask,
+  gatherRows,
+  type KvBlock,
+} from '../../../service/engine/kv-cache.js';
 
 const heads = 2;
 const headDim = 3;
@@ -63,5 +68,35 @@ describe('gatherRows', () => {
 describe('decodeAttentionMask', () => {
   it('masks each row’s left padding and covers the new token', () => {
     expect([...decodeAttentionMask([2, 4], 4)]).toEqual([0n, 0n, 1n, 1n, 1n, 1n, 1n, 1n, 1n, 1n]);
+  });
+});
+
+describe('appendPositions', () => {
+  it("puts each row's new positions after its old ones, as the whole present would hold them", () => {
+    const cache = block(2, 3, 1);
+    const added = block(2, 1, 2);
+    const out = appendPositions(cache, added.tensors, 1, heads, headDim, alloc);
+    expect(out.length).toBe(4);
+    for (let t = 0; t < 2; t++)
+      for (let row = 0; row < 2; row++)
+        for (let h = 0; h < heads; h++)
+          for (let d = 0; d < headDim; d++) {
+            for (let pos = 0; pos < 3; pos++)
+              expect(at(out, t, row, h, pos, d)).toBe(at(cache, t, row, h, pos, d));
+            expect(at(out, t, row, h, 3, d)).toBe(at(added, t, row, h, 0, d));
+          }
+  });
+
+  it("reuses a spare cache's storage when it is large enough, never the storage it reads", () => {
+    const first = appendPositions(block(1, 2, 1), block(1, 1, 2).tensors, 1, heads, headDim, alloc);
+    const second = appendPositions(first, block(1, 1, 3).tensors, 1, heads, headDim, alloc, first);
+    expect(second.tensors[0]!.buffer).not.toBe(first.tensors[0]!.buffer); // first is being read
+    const third = appendPositions(second, block(1, 1, 4).tensors, 1, heads, headDim, alloc, first);
+    expect(third.tensors[0]!.buffer).toBe(first.tensors[0]!.buffer); // the slack holds 5 positions
+    expect(at(third, 0, 0, 1, 4, 2)).toBe(at(block(1, 1, 4), 0, 0, 1, 0, 2));
+    expect(at(third, 0, 0, 1, 1, 2)).toBe(at(block(1, 2, 1), 0, 0, 1, 1, 2));
+    const tooSmall = block(1, 1, 5);
+    const fourth = appendPositions(third, block(1, 1, 6).tensors, 1, heads, headDim, alloc, tooSmall);
+    expect(fourth.tensors[0]!.buffer).not.toBe(tooSmall.tensors[0]!.buffer);
   });
 });
