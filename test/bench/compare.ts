@@ -94,6 +94,7 @@ async function main(): Promise<void> {
   const options = readOptions(process.env, REPO_ROOT);
   const timestamp = new Date().toISOString();
   const loadAtStart = loadavg();
+  const gitAtStart = git();
   ensureModel(options);
   const prompt = await comparePrompt(options.modelDir);
   const manifest = await readManifest(options.modelDir);
@@ -200,7 +201,12 @@ async function main(): Promise<void> {
     }
   }
 
-  // The model directory can be rebuilt while a run is under way (someone working on the graphs): say so.
+  // The code and the model directory can change while a run is under way (someone working on them): say so.
+  const gitAtEnd = git();
+  if (JSON.stringify(gitAtEnd) !== JSON.stringify(gitAtStart))
+    notes.push(
+      `The working tree changed during the run (git ${gitAtStart.commit.slice(0, 12)} at the start, ${gitAtEnd.commit.slice(0, 12)} at the end, uncommitted: ${gitAtEnd.modified.join(', ') || 'none'}); servers started later run the later code.`,
+    );
   const manifestAfter = await readManifest(options.modelDir);
   for (const g of Object.values(GRAPHS))
     if (manifestAfter.get(g) !== manifest.get(g))
@@ -227,7 +233,7 @@ async function main(): Promise<void> {
     },
     versions,
     machine: { ...describeMachine(loadAtStart), cpuFlags: cpuFlags() },
-    git: git(),
+    git: gitAtStart,
     single,
     server,
     notAvailable: NOT_AVAILABLE,

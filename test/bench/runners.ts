@@ -39,6 +39,8 @@ export async function rawLoop(
     extra: { session: { intra_op: { allow_spinning: spin }, inter_op: { allow_spinning: spin } } },
   });
   const pastNames = session.inputNames.filter((n) => n.startsWith('past_key_values.'));
+  // Only what the loop reads: a graph may offer more outputs, and onnxruntime-node copies each one it returns.
+  const fetches = ['logits', ...pastNames.map((n) => n.replace('past_key_values.', 'present.'))];
   const meta = session.inputMetadata.find((m) => m.name === pastNames[0]);
   const [, heads, , headDim] = meta?.isTensor ? (meta.shape as number[]) : [];
   // Newer exports take how many trailing positions get logits: the last one is all greedy decoding reads.
@@ -67,7 +69,7 @@ export async function rawLoop(
       pastNames.forEach((name, i) => {
         feeds[name] = past[i]!;
       });
-      const out = await session.run(feeds);
+      const out = await session.run(feeds, fetches);
       const logits = out.logits!.data as Float32Array;
       const last = logits.subarray(logits.length - out.logits!.dims.at(-1)!);
       for (const id of suppress) last[id] = Number.NEGATIVE_INFINITY;
