@@ -5,10 +5,10 @@
  * config file or variables would change what is measured. Per-subject quotas are off, as a benchmark from one
  * subject would otherwise measure the 429s.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { exited, stopChild } from './child-process.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const STARTUP_TIMEOUT_MS = 120_000; // the engine loads before the server listens
@@ -78,19 +78,6 @@ export async function startLocalServer(options: {
     token: match[4]!,
     pid: child.pid!,
     log: () => log,
-    stop: () => stop(child),
+    stop: () => stopChild(child, STOP_TIMEOUT_MS),
   };
-}
-
-function exited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null;
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (exited(child)) return;
-  const gone = once(child, 'exit');
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
-  await gone;
-  clearTimeout(timer);
 }

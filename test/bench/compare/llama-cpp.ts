@@ -3,14 +3,14 @@
  * (derived from the original Q4_1 with llama-quantize, cached), and llama-server as a child process on
  * loopback. Flags and request fields as llama.cpp's tools/server/README.md (in the pinned sdist) documents them.
  */
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { mkdir, rename } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { exited, stopChild } from '../../../service/bench/child-process.js';
 import type { GgufType } from './options.js';
 import { freePort } from './proc.js';
 
@@ -131,20 +131,7 @@ export async function startLlamaServer(
     if (status === 200) break;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  return { url, pid: child.pid!, args, log: () => log, stop: () => stop(child) };
-}
-
-function exited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null;
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (exited(child)) return;
-  const gone = once(child, 'exit');
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await gone;
-  clearTimeout(timer);
+  return { url, pid: child.pid!, args, log: () => log, stop: () => stopChild(child, 10_000) };
 }
 
 export interface LlamaCompletion {

@@ -108,6 +108,21 @@ interface SingleInput {
   reference?: string | undefined;
 }
 
+/** What every row starts with: the system, its medians, and (when it has one) its llama.cpp peer's medians. */
+function rowHead<M>(s: SingleInput, medians: Map<string, M>) {
+  const m = medians.get(s.id)!;
+  const peer = s.peer === undefined ? undefined : medians.get(s.peer);
+  const head = {
+    id: s.id,
+    system: s.system,
+    precision: s.precision,
+    setup: s.setup,
+    peer: peer === undefined ? null : s.peer!,
+    median: m,
+  };
+  return { head, m, peer };
+}
+
 export function singleRows(
   systems: SingleInput[],
   runs: Map<string, SingleRun[]>,
@@ -128,18 +143,12 @@ export function singleRows(
   );
   return systems.map((s) => {
     const r = runs.get(s.id)!;
-    const m = medians.get(s.id)!;
-    const peer = s.peer === undefined ? undefined : medians.get(s.peer);
+    const { head, m, peer } = rowHead(s, medians);
     const tokens = r[0]!.tokens;
     const ref = s.reference === undefined ? undefined : runs.get(s.reference)?.[0]?.tokens;
     const prefix = ref === undefined ? 0 : commonPrefix(tokens, ref);
     return {
-      id: s.id,
-      system: s.system,
-      precision: s.precision,
-      setup: s.setup,
-      peer: peer === undefined ? null : s.peer!,
-      median: m,
+      ...head,
       vsLlama:
         peer === undefined
           ? null
@@ -182,15 +191,9 @@ export function serverRows(systems: SingleInput[], runs: Map<string, ServerRun[]
   );
   const ratio = (a: number | null, b: number | null) => (a === null || b === null ? null : a / b);
   return systems.map((s) => {
-    const m = medians.get(s.id)!;
-    const peer = s.peer === undefined ? undefined : medians.get(s.peer);
+    const { head, m, peer } = rowHead(s, medians);
     return {
-      id: s.id,
-      system: s.system,
-      precision: s.precision,
-      setup: s.setup,
-      peer: peer === undefined ? null : s.peer!,
-      median: m,
+      ...head,
       vsLlama:
         peer === undefined
           ? null
