@@ -13,9 +13,10 @@ export interface SessionOptions {
   intraOpThreads: number;
   /**
    * Whether onnxruntime's pool threads spin between kernels instead of sleeping. A decode step of a small model
-   * is hundreds of short kernels, and waking a sleeping thread for each cost SmolLM2-135M int8 40% of its
-   * decode speed on 2 cores (test/bench/profile.ts: 25.5 vs 15.2 ms a step). Spinning is CPU time spent
-   * waiting, bounded by onnxruntime's spin count before it sleeps, so an idle server does not burn its cores.
+   * is hundreds of short kernels, and waking a sleeping thread for each cost SmolLM2-135M int8 a fifth of its
+   * decode speed on 2 quiet cores (test/bench/profile.ts: 22 vs 17.5 ms a step). Spinning is CPU time spent
+   * waiting, and where other work shares the cores it costs more than it saves (twice as slow with another
+   * benchmark running): `engine.spinThreads: false` for such hosts.
    */
   spinThreads: boolean;
 }
@@ -113,7 +114,7 @@ function describeAndWrap(session: ort.InferenceSession, source: string): Decoder
   const fetchNew = newNames.every((n) => session.outputNames.includes(n));
   // Only what the engine reads: a graph's other outputs would each be copied into JS for nothing.
   const presentOutputs = ['logits', ...presentNames];
-  const absent = ['logits', ...presentNames].filter((n) => !session.outputNames.includes(n));
+  const absent = presentOutputs.filter((n) => !session.outputNames.includes(n));
   if (absent.length > 0) {
     throw new EngineError('model_format', `${source} lacks outputs ${absent.join(', ')}`);
   }
