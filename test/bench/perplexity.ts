@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { Engine } from '../../service/engine/index.js';
+import { RawDecoder } from './runners.js';
 
 const cache = process.env.CHATMIRROR_CACHE ?? join(homedir(), '.cache/chatmirror');
 const modelDir = process.env.PPL_MODEL_DIR ?? join(cache, 'models/smollm2-135m-instruct');
@@ -36,24 +37,10 @@ async function perplexity(graphFile: string, ids: number[]): Promise<{ ppl: numb
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
   });
-  const pastNames = session.inputNames.filter((n) => n.startsWith('past_key_values.'));
-  const meta = session.inputMetadata.find((m) => m.name === pastNames[0]);
-  const [, heads, , headDim] = meta?.isTensor ? (meta.shape as number[]) : [];
+  const decoder = new RawDecoder(session);
   const n = ids.length;
-  const feeds: Record<string, ort.Tensor> = {
-    input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, n]),
-    attention_mask: new ort.Tensor('int64', new BigInt64Array(n).fill(1n), [1, n]),
-    position_ids: new ort.Tensor(
-      'int64',
-      BigInt64Array.from(ids, (_, i) => BigInt(i)),
-      [1, n],
-    ),
-  };
-  for (const name of pastNames)
-    feeds[name] = new ort.Tensor('float32', new Float32Array(0), [1, heads!, 0, headDim!]);
-  // 0: logits for every position (a graph with this input otherwise gives only the last ones).
-  if (session.inputNames.includes('num_logits_to_keep'))
-    feeds.num_logits_to_keep = new ort.Tensor('int64', BigInt64Array.of(0n), []);
+  // keep 0: logits for every position (a graph with num_logits_to_keep otherwise gives only the last ones).
+  const feeds = decoder.feeds(ids.map(BigInt), 0, decoder.emptyPast(), 0);
   const out = await session.run(feeds, ['logits']);
   const logits = out.logits!.data as Float32Array;
   const vocab = logits.length / n;

@@ -14,6 +14,7 @@ import { homedir, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { argmax } from '../../service/engine/sampler.js';
+import { RawDecoder } from './runners.js';
 
 const cache = process.env.CHATMIRROR_CACHE ?? join(homedir(), '.cache/chatmirror');
 const modelDir = process.env.PROFILE_MODEL_DIR ?? join(cache, 'models/smollm2-135m-instruct');
@@ -44,42 +45,19 @@ async function main(): Promise<void> {
     profileFilePrefix: join(tmpdir(), profilePrefix),
     extra: { session: { intra_op: { allow_spinning: spin }, inter_op: { allow_spinning: spin } } },
   });
-  const pastNames = session.inputNames.filter((n) => n.startsWith('past_key_values.'));
-  const meta = session.inputMetadata.find((m) => m.name === pastNames[0]);
-  const [, heads, , headDim] = meta?.isTensor ? (meta.shape as number[]) : [];
-  const hasPositions = session.inputNames.includes('position_ids');
-  const hasKeep = session.inputNames.includes('num_logits_to_keep');
+  const decoder = new RawDecoder(session);
   let ids = Array.from({ length: PROMPT_TOKENS }, (_, i) => BigInt(100 + i * 37));
-  let past: ort.Tensor[] = pastNames.map(
-    () => new ort.Tensor('float32', new Float32Array(0), [1, heads!, 0, headDim!]),
-  );
+  let past = decoder.emptyPast();
   let length = 0;
   const stepWall: number[] = [];
   for (let step = 0; step <= steps; step++) {
-    const n = ids.length;
-    const feeds: Record<string, ort.Tensor> = {
-      input_ids: new ort.Tensor('int64', BigInt64Array.from(ids), [1, n]),
-      attention_mask: new ort.Tensor('int64', new BigInt64Array(length + n).fill(1n), [1, length + n]),
-    };
-    if (hasPositions) {
-      feeds.position_ids = new ort.Tensor(
-        'int64',
-        BigInt64Array.from(ids, (_, i) => BigInt(length + i)),
-        [1, n],
-      );
-    }
-    if (hasKeep) feeds.num_logits_to_keep = new ort.Tensor('int64', BigInt64Array.of(1n), []);
-    pastNames.forEach((name, i) => {
-      feeds[name] = past[i]!;
-    });
+    const feeds = decoder.feeds(ids, length, past);
     const t0 = performance.now();
-    const out = await session.run(feeds);
+    const out = await session.run(feeds, decoder.fetches);
     if (step > 0) stepWall.push(performance.now() - t0);
-    const logits = out.logits!.data as Float32Array;
-    const vocab = Number(out.logits!.dims.at(-1));
-    ids = [BigInt(argmax(logits.subarray(logits.length - vocab)))];
-    past = pastNames.map((name) => out[name.replace('past_key_values.', 'present.')]!);
-    length += n;
+    length += ids.length;
+    ids = [BigInt(argmax(decoder.lastLogits(out)))];
+    past = decoder.presents(out);
   }
   session.endProfiling();
   const name = readdirSync(tmpdir()).find((f) => f.startsWith(profilePrefix) && f.endsWith('.json'));

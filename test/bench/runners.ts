@@ -21,6 +21,73 @@ export interface GreedyRun {
 export type GreedyRunner = (promptIds: number[], newTokens: number) => Promise<GreedyRun>;
 
 /**
+ * One row of a raw decoder session (an Optimum-layout graph, or chatmirror's GGUF builds), its inputs read once:
+ * what a step is fed, what it fetches, and the present that becomes the next step's past. For the baselines and
+ * the bench scripts that drive a session without the engine.
+ */
+export class RawDecoder {
+  readonly pastNames: string[];
+  /** Only what a loop reads: a graph may offer more outputs, and onnxruntime-node copies each one it returns. */
+  readonly fetches: string[];
+  private readonly presentNames: string[];
+  private readonly heads: number;
+  private readonly headDim: number;
+  private readonly hasPositions: boolean;
+  /** Newer exports take how many trailing positions get logits. */
+  private readonly hasLogitsToKeep: boolean;
+
+  constructor(session: ort.InferenceSession) {
+    this.pastNames = session.inputNames.filter((n) => n.startsWith('past_key_values.'));
+    this.presentNames = this.pastNames.map((n) => n.replace('past_key_values.', 'present.'));
+    this.fetches = ['logits', ...this.presentNames];
+    const meta = session.inputMetadata.find((m) => m.name === this.pastNames[0]);
+    const [, heads, , headDim] = meta?.isTensor ? (meta.shape as number[]) : [];
+    this.heads = heads!;
+    this.headDim = headDim!;
+    this.hasPositions = session.inputNames.includes('position_ids');
+    this.hasLogitsToKeep = session.inputNames.includes('num_logits_to_keep');
+  }
+
+  emptyPast(): ort.Tensor[] {
+    return this.pastNames.map(
+      () => new ort.Tensor('float32', new Float32Array(0), [1, this.heads, 0, this.headDim]),
+    );
+  }
+
+  /** `ids` after `length` cached positions; `keep` trailing positions get logits (0: all; the last by default). */
+  feeds(ids: readonly bigint[], length: number, past: ort.Tensor[], keep = 1): Record<string, ort.Tensor> {
+    const n = ids.length;
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(ids), [1, n]),
+      attention_mask: new ort.Tensor('int64', new BigInt64Array(length + n).fill(1n), [1, length + n]),
+    };
+    if (this.hasPositions) {
+      feeds.position_ids = new ort.Tensor(
+        'int64',
+        BigInt64Array.from(ids, (_, i) => BigInt(length + i)),
+        [1, n],
+      );
+    }
+    if (this.hasLogitsToKeep)
+      feeds.num_logits_to_keep = new ort.Tensor('int64', BigInt64Array.of(BigInt(keep)), []);
+    this.pastNames.forEach((name, i) => {
+      feeds[name] = past[i]!;
+    });
+    return feeds;
+  }
+
+  /** The last position's logits, whatever positions the graph returned. */
+  lastLogits(out: ort.InferenceSession.OnnxValueMapType): Float32Array {
+    const logits = out.logits!.data as Float32Array;
+    return logits.subarray(logits.length - Number(out.logits!.dims.at(-1)));
+  }
+
+  presents(out: ort.InferenceSession.OnnxValueMapType): ort.Tensor[] {
+    return this.presentNames.map((name) => out[name] as ort.Tensor);
+  }
+}
+
+/**
  * Prefill, then feed each argmax token back with present → past, nothing else. `suppress` (the EOS ids) are
  * never chosen, as min_tokens / ignore_eos do in the other systems. The session is set up as the engine's is
  * by default (threads that spin between kernels or not), so that the two differ only in what the engine adds.
@@ -38,47 +105,24 @@ export async function rawLoop(
     interOpNumThreads: 1,
     extra: { session: { intra_op: { allow_spinning: spin }, inter_op: { allow_spinning: spin } } },
   });
-  const pastNames = session.inputNames.filter((n) => n.startsWith('past_key_values.'));
-  // Only what the loop reads: a graph may offer more outputs, and onnxruntime-node copies each one it returns.
-  const fetches = ['logits', ...pastNames.map((n) => n.replace('past_key_values.', 'present.'))];
-  const meta = session.inputMetadata.find((m) => m.name === pastNames[0]);
-  const [, heads, , headDim] = meta?.isTensor ? (meta.shape as number[]) : [];
-  // Newer exports take how many trailing positions get logits: the last one is all greedy decoding reads.
-  const keepLast = session.inputNames.includes('num_logits_to_keep');
+  const decoder = new RawDecoder(session);
   return async (promptIds, newTokens) => {
     const t0 = performance.now();
     let firstTokenMs = 0;
     const tokens: number[] = [];
     let ids = promptIds.map(BigInt);
-    let past: ort.Tensor[] = pastNames.map(
-      () => new ort.Tensor('float32', new Float32Array(0), [1, heads!, 0, headDim!]),
-    );
+    let past = decoder.emptyPast();
     let length = 0;
     for (let step = 0; step < newTokens; step++) {
-      const n = ids.length;
-      const feeds: Record<string, ort.Tensor> = {
-        input_ids: new ort.Tensor('int64', BigInt64Array.from(ids), [1, n]),
-        attention_mask: new ort.Tensor('int64', new BigInt64Array(length + n).fill(1n), [1, length + n]),
-        position_ids: new ort.Tensor(
-          'int64',
-          BigInt64Array.from(ids, (_, i) => BigInt(length + i)),
-          [1, n],
-        ),
-      };
-      if (keepLast) feeds.num_logits_to_keep = new ort.Tensor('int64', BigInt64Array.of(1n), []);
-      pastNames.forEach((name, i) => {
-        feeds[name] = past[i]!;
-      });
-      const out = await session.run(feeds, fetches);
-      const logits = out.logits!.data as Float32Array;
-      const last = logits.subarray(logits.length - out.logits!.dims.at(-1)!);
+      const out = await session.run(decoder.feeds(ids, length, past), decoder.fetches);
+      const last = decoder.lastLogits(out);
       for (const id of suppress) last[id] = Number.NEGATIVE_INFINITY;
       const next = argmax(last);
       tokens.push(next);
       if (step === 0) firstTokenMs = performance.now() - t0;
+      length += ids.length;
       ids = [BigInt(next)];
-      past = pastNames.map((name) => out[name.replace('past_key_values.', 'present.')]!);
-      length += n;
+      past = decoder.presents(out);
     }
     return { tokens, firstTokenMs };
   };
