@@ -206,6 +206,8 @@ export class BatchScheduler {
     const next = [...staying, ...joined.map(({ seq, cache }) => ({ seq, source: cache, row: 0 }))];
     const length = next.reduce((max, r) => Math.max(max, r.seq.cached), 0);
     this.rows = next.map((r) => r.seq);
+    // An idle batch holds no KV storage for a next step that may not come.
+    if (next.length === 0) this.spare = undefined;
     this.cache =
       next.length === 0
         ? this.model.emptyCache(0)
