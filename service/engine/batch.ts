@@ -1,5 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { decodeAttentionMask, gatherRows, type KvBlock } from './kv-cache.js';
+import { type BatchKv, batchKv, type Member } from './batch-kv.js';
+import type { KvBlock } from './kv-cache.js';
 import type { DecoderModel } from './onnx.js';
 import { PrefixCache } from './prefix-cache.js';
 import type { Sequence } from './sequence.js';
@@ -43,9 +44,8 @@ export class BatchScheduler {
   private readonly parked = new Map<number, Parked>();
   /** Parked sequences resumed, waiting for a batch row (before any newcomer). */
   private resumed: Parked[] = [];
-  private cache: KvBlock;
-  /** The input cache of the last decode step: nothing refers to it, so the next step may reuse its storage. */
-  private spare: KvBlock | undefined;
+  /** The running rows' KV cache, row r being `rows[r]`'s. */
+  private readonly kv: BatchKv;
   private pending: [number, GenerationEvent[]][] = [];
   private wake: (() => void) | undefined;
   private closed = false;
@@ -61,7 +61,7 @@ export class BatchScheduler {
     private readonly onParked: (id: number, parked: boolean) => void = () => {},
     prefixCacheBytes = PREFIX_CACHE_BYTES,
   ) {
-    this.cache = model.emptyCache(0);
+    this.kv = batchKv(model);
     this.prefixes = new PrefixCache(prefixCacheBytes, model.numKeyValueHeads, model.headDim, model.allocKv);
   }
 
@@ -182,13 +182,13 @@ export class BatchScheduler {
     }
   }
 
-  /** Drops finished and cancelled rows, adds the newly prefilled ones, and re-lays the cache out if that changed it. */
+  /** Drops finished and cancelled rows, adds the newly prefilled ones, and tells the KV cache if that changed it. */
   private regroup(joining: { seq: Sequence; cache: KvBlock }[]): void {
-    const staying: { seq: Sequence; source: KvBlock; row: number }[] = [];
+    const staying: { seq: Sequence; member: Member }[] = [];
     this.rows.forEach((seq, row) => {
       if (seq.cancelled && !seq.finished) this.pending.push([seq.id, [seq.abort()]]);
-      else if (!seq.finished && this.pausing.has(seq.id)) this.park(seq, this.cache, row);
-      else if (!seq.finished) staying.push({ seq, source: this.cache, row });
+      else if (!seq.finished && this.pausing.has(seq.id)) this.park(seq, this.kv.copyRow(row, seq.cached));
+      else if (!seq.finished) staying.push({ seq, member: { row, keep: seq.cached } });
     });
     // Cancelled while a later newcomer was being prefilled: it ends here, without taking a row.
     const joined = joining.filter(({ seq, cache }) => {
@@ -197,52 +197,28 @@ export class BatchScheduler {
         return false;
       }
       if (this.pausing.has(seq.id)) {
-        this.park(seq, cache, 0);
+        this.park(seq, cache);
         return false;
       }
       return true;
     });
     if (staying.length === this.rows.length && joined.length === 0) return;
-    const next = [...staying, ...joined.map(({ seq, cache }) => ({ seq, source: cache, row: 0 }))];
-    const length = next.reduce((max, r) => Math.max(max, r.seq.cached), 0);
-    this.rows = next.map((r) => r.seq);
-    // An idle batch holds no KV storage for a next step that may not come.
-    if (next.length === 0) this.spare = undefined;
-    this.cache =
-      next.length === 0
-        ? this.model.emptyCache(0)
-        : gatherRows(
-            next.map((r) => ({ source: r.source, row: r.row, keep: r.seq.cached })),
-            length,
-            this.model.numKeyValueHeads,
-            this.model.headDim,
-            this.model.allocKv,
-          );
+    const next = [
+      ...staying,
+      ...joined.map(({ seq, cache }) => ({ seq, member: { cache, keep: seq.cached } })),
+    ];
+    const order = this.kv.regroup(next.map((r) => r.member));
+    this.rows = order.map((i) => next[i]!.seq);
   }
 
   /** Offers a row's cache (prompt and generated tokens, without padding) to the prefix cache. */
-  private keepPrefix(seq: Sequence, source: KvBlock, row: number): void {
+  private keepPrefix(seq: Sequence, row: number): void {
     const ids = seq.cachedIds();
-    if (!this.prefixes.wants(ids)) return;
-    const { numKeyValueHeads, headDim, allocKv } = this.model;
-    this.prefixes.add(
-      ids,
-      gatherRows([{ source, row, keep: seq.cached }], seq.cached, numKeyValueHeads, headDim, allocKv),
-    );
+    if (this.prefixes.wants(ids)) this.prefixes.add(ids, this.kv.copyRow(row, seq.cached));
   }
 
-  /** Moves a paused sequence out of the batch with a copy of its own cache row (its last `cached` positions). */
-  private park(seq: Sequence, source: KvBlock, row: number): void {
-    const cache =
-      source.batch === 1 && source.length === seq.cached
-        ? source
-        : gatherRows(
-            [{ source, row, keep: seq.cached }],
-            seq.cached,
-            this.model.numKeyValueHeads,
-            this.model.headDim,
-            this.model.allocKv,
-          );
+  /** Moves a paused sequence out of the batch with its own one-row cache (its `cached` positions). */
+  private park(seq: Sequence, cache: KvBlock): void {
     this.parked.set(seq.id, { seq, cache });
     this.onParked(seq.id, true);
   }
@@ -251,20 +227,10 @@ export class BatchScheduler {
   private async decodeStep(): Promise<number> {
     const rows = this.rows;
     try {
-      const { logits, cache } = await this.model.forward(
+      const logits = await this.kv.decode(
         BigInt64Array.from(rows, (s) => BigInt(s.nextToken)),
-        decodeAttentionMask(
-          rows.map((s) => s.cached),
-          this.cache.length,
-        ),
-        BigInt64Array.from(rows, (s) => BigInt(s.cached)),
-        1,
-        this.cache,
-        this.spare,
+        rows.map((s) => s.cached),
       );
-      // Parking and regrouping only ever read or hold the newest cache, never a step's input.
-      this.spare = this.cache;
-      this.cache = cache;
       const vocab = logits.length / rows.length;
       rows.forEach((seq, r) => {
         seq.cached += 1;
@@ -272,7 +238,7 @@ export class BatchScheduler {
         this.pending.push([seq.id, seq.step(logits.subarray(r * vocab, (r + 1) * vocab))]);
         // A finished conversation is often sent again with one more turn: keep its prompt and answer's KV,
         // before its client hears it finished (and can send that turn).
-        if (seq.finished === 'stop' || seq.finished === 'length') this.keepPrefix(seq, cache, r);
+        if (seq.finished === 'stop' || seq.finished === 'length') this.keepPrefix(seq, r);
       });
       return rows.length;
     } catch (err) {
@@ -282,7 +248,7 @@ export class BatchScheduler {
         this.pending.push([seq.id, [{ type: 'error', message }]]);
       }
       this.rows = [];
-      this.cache = this.model.emptyCache(0);
+      this.kv.regroup([]);
       return 0;
     }
   }

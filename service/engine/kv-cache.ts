@@ -1,7 +1,8 @@
 /**
- * The batch's KV cache: one tensor per past input, each [batch, kvHeads, length, headDim], with every row's real
- * positions right-aligned (left padding masked out by the attention mask). Between membership changes the
- * cache only ever moves from `present` to `past` untouched; it is re-laid out only when rows join or leave.
+ * KV caches: one tensor per past input, each [batch, kvHeads, length, headDim]. A row holds fewer positions
+ * than `length` in one of two ways: right-aligned after left padding that the attention mask hides (graphs that
+ * take one length for every row, such as Optimum's exports), or from position 0 with unused positions after it
+ * (`rightPadded`: graphs that read each row's own length from the mask, see batch-kv.ts).
  */
 
 export type KvArray = Float32Array | Uint16Array;
@@ -10,6 +11,8 @@ export interface KvBlock {
   batch: number;
   length: number;
   tensors: KvArray[];
+  /** Each row's positions start at 0 (and unused ones follow), instead of ending at `length`. */
+  rightPadded?: boolean;
 }
 
 /** Destination row ← the last `keep` positions of `row` in `source`. */
@@ -20,8 +23,9 @@ export interface RowSource {
 }
 
 /**
- * Builds a new cache whose row r holds rows[r]'s last `keep` positions, right-aligned in `length` positions.
- * Used both to add freshly prefilled sequences and to drop finished ones (trimming padding no row needs).
+ * Builds a new cache whose row r holds rows[r]'s `keep` positions (its last ones, or its first in a right-padded
+ * source), right-aligned in `length` positions. Used both to add freshly prefilled sequences and to drop
+ * finished ones (trimming padding no row needs), and to copy one row out.
  */
 export function gatherRows(
   rows: readonly RowSource[],
@@ -32,23 +36,42 @@ export function gatherRows(
 ): KvBlock {
   const batch = rows.length;
   const tensorCount = rows[0]?.source.tensors.length ?? 0;
-  const tensors: KvArray[] = [];
-  for (let t = 0; t < tensorCount; t++) {
-    const dst = alloc(batch * heads * length * headDim);
-    rows.forEach(({ source, row, keep }, r) => {
-      if (keep > length || keep > source.length) {
-        throw new RangeError(`cannot keep ${keep} positions (source ${source.length}, target ${length})`);
-      }
-      const src = source.tensors[t]!;
-      for (let h = 0; h < heads; h++) {
-        const from = ((row * heads + h) * source.length + (source.length - keep)) * headDim;
-        const to = ((r * heads + h) * length + (length - keep)) * headDim;
-        dst.set(src.subarray(from, from + keep * headDim), to);
-      }
-    });
-    tensors.push(dst);
+  const tensors = Array.from({ length: tensorCount }, () => alloc(batch * heads * length * headDim));
+  const out: KvBlock = { batch, length, tensors };
+  rows.forEach(({ source, row, keep }, r) => {
+    copyPositions(source, row, out, r, keep, heads, headDim);
+  });
+  return out;
+}
+
+/**
+ * Copies `keep` positions of row `srcRow` of `src` into row `dstRow` of `dst`, in every tensor: a row's positions
+ * are its last ones, or its first in a right-padded block.
+ */
+export function copyPositions(
+  src: KvBlock,
+  srcRow: number,
+  dst: KvBlock,
+  dstRow: number,
+  keep: number,
+  heads: number,
+  headDim: number,
+): void {
+  if (keep > dst.length || keep > src.length) {
+    throw new RangeError(`cannot keep ${keep} positions (source ${src.length}, target ${dst.length})`);
   }
-  return { batch, length, tensors };
+  const srcFirst = src.rightPadded ? 0 : src.length - keep;
+  const dstFirst = dst.rightPadded ? 0 : dst.length - keep;
+  src.tensors.forEach((from, t) => {
+    const to = dst.tensors[t]!;
+    for (let h = 0; h < heads; h++) {
+      const at = ((srcRow * heads + h) * src.length + srcFirst) * headDim;
+      to.set(
+        from.subarray(at, at + keep * headDim),
+        ((dstRow * heads + h) * dst.length + dstFirst) * headDim,
+      );
+    }
+  });
 }
 
 /** attention_mask for one decode step: per row, zeros over its left padding, ones over its tokens and the new one. */

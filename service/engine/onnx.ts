@@ -21,7 +21,14 @@ export interface SessionOptions {
   spinThreads: boolean;
 }
 
+/** What the engine knows of a model beyond its graph. */
+export interface LoadOptions extends SessionOptions {
+  /** Positions a sequence may reach (the model's context, or the lower one the engine was given). */
+  contextLength: number;
+}
+
 export interface DecoderModel {
+  readonly contextLength: number;
   readonly numLayers: number;
   readonly numKeyValueHeads: number;
   readonly headDim: number;
@@ -45,6 +52,13 @@ export interface DecoderModel {
     cache: KvBlock,
     recycle?: KvBlock,
   ): Promise<{ logits: Float32Array; cache: KvBlock }>;
+  /**
+   * Only for graphs that read each row's length from the attention mask and return the positions they add
+   * (chatmirror's GGUF builds): one decode step for every row of a right-padded `cache`, row r holding
+   * `lengths[r]` positions (fewer than `cache.length`). Each row's new position is written into `cache` at its
+   * length, in place, so a step copies nothing of the cache; returns each row's logits (batch × vocab).
+   */
+  decodeInPlace?(inputIds: BigInt64Array, lengths: readonly number[], cache: KvBlock): Promise<Float32Array>;
 }
 
 const PAST = /^past_key_values\.(\d+)\.(key|value)$/;
@@ -59,7 +73,9 @@ const LOGITS_TO_KEEP = 'num_logits_to_keep';
  * Optional outputs of graphs built for generation (chatmirror's GGUF builds): the positions a run added, beside
  * the whole present. onnxruntime-node copies every output it returns into a fresh JS buffer, which for the whole
  * present is O(context × batch) a step (40 ms of a 95 ms step for SmolLM2 at 16 rows of 100 positions); with
- * these the engine fetches only the new positions and grows the cache itself (kv-cache.ts appendPositions).
+ * these the engine fetches only the new positions and grows the cache itself. Such graphs take each row's length
+ * from the attention mask (its ones), so rows of a batch are right-padded and each one's new position lands at
+ * its own length: `decodeInPlace` writes it into the batch's cache where it stands (batch-kv.ts SlotBatch).
  */
 const NEW_KV = 'new_key_values.';
 
@@ -72,7 +88,7 @@ export async function loadDecoderModel(
   graph: Uint8Array,
   externalData: { path: string; data: Uint8Array }[],
   source: string,
-  options: SessionOptions,
+  options: LoadOptions,
 ): Promise<DecoderModel> {
   const spin = options.spinThreads ? '1' : '0';
   const session = await ort.InferenceSession.create(graph, {
@@ -84,10 +100,10 @@ export async function loadDecoderModel(
     extra: { session: { intra_op: { allow_spinning: spin }, inter_op: { allow_spinning: spin } } },
     ...(externalData.length > 0 ? { externalData } : {}),
   });
-  return describeAndWrap(session, source);
+  return describeAndWrap(session, source, options.contextLength);
 }
 
-function describeAndWrap(session: ort.InferenceSession, source: string): DecoderModel {
+function describeAndWrap(session: ort.InferenceSession, source: string, contextLength: number): DecoderModel {
   const inputs = session.inputNames;
   const missing = REQUIRED.filter((n) => !inputs.includes(n));
   const pastNames = inputs.filter((n) => PAST.test(n));
@@ -132,8 +148,51 @@ function describeAndWrap(session: ort.InferenceSession, source: string): Decoder
 
   const allocKv = (elements: number): KvArray =>
     kvType === 'float32' ? new Float32Array(elements) : new Uint16Array(elements);
+  const run = async (feeds: Record<string, ort.Tensor>, fetches: string[]) => {
+    const out = await session.run(feeds, fetches);
+    if (out.logits!.type !== 'float32') {
+      throw new EngineError(
+        'model_format',
+        `${source}: logits of type ${out.logits!.type} are not supported`,
+      );
+    }
+    return out;
+  };
+
+  const decodeInPlace = async (inputIds: BigInt64Array, lengths: readonly number[], cache: KvBlock) => {
+    const { batch, length } = cache;
+    const width = length + 1;
+    const mask = new BigInt64Array(batch * width);
+    lengths.forEach((len, r) => {
+      if (len >= length)
+        throw new RangeError(`row ${r} holds ${len} of ${length} positions: no room for one more`);
+      mask.fill(1n, r * width, r * width + len + 1);
+    });
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor('int64', inputIds, [batch, 1]),
+      attention_mask: new ort.Tensor('int64', mask, [batch, width]),
+      position_ids: new ort.Tensor('int64', BigInt64Array.from(lengths, BigInt), [batch, 1]),
+    };
+    if (hasLogitsToKeep) feeds[LOGITS_TO_KEEP] = new ort.Tensor('int64', BigInt64Array.of(1n), []);
+    pastNames.forEach((name, i) => {
+      feeds[name] = new ort.Tensor(kvType, cache.tensors[i]!, [batch, heads, length, headDim]);
+    });
+    const out = await run(feeds, ['logits', ...newNames]);
+    newNames.forEach((name, t) => {
+      const added = out[name]!.data as KvArray;
+      const dst = cache.tensors[t]!;
+      for (let b = 0; b < batch; b++) {
+        for (let h = 0; h < heads; h++) {
+          const row = b * heads + h;
+          dst.set(added.subarray(row * headDim, (row + 1) * headDim), (row * length + lengths[b]!) * headDim);
+        }
+      }
+    });
+    return out.logits!.data as Float32Array;
+  };
 
   return {
+    contextLength,
     numLayers,
     numKeyValueHeads: heads,
     headDim,
@@ -152,11 +211,8 @@ function describeAndWrap(session: ort.InferenceSession, source: string): Decoder
         // Wrapping a typed array in a Tensor does not copy it: the previous step's present becomes this past.
         feeds[name] = new ort.Tensor(kvType, cache.tensors[i]!, [batch, heads, length, headDim]);
       });
-      const out = await session.run(feeds, fetchNew ? ['logits', ...newNames] : presentOutputs);
+      const out = await run(feeds, fetchNew ? ['logits', ...newNames] : presentOutputs);
       const logits = out.logits!;
-      if (logits.type !== 'float32') {
-        throw new EngineError('model_format', `${source}: logits of type ${logits.type} are not supported`);
-      }
       return {
         logits: lastPositions(
           logits.data as Float32Array,
@@ -181,6 +237,7 @@ function describeAndWrap(session: ort.InferenceSession, source: string): Decoder
             },
       };
     },
+    ...(fetchNew && hasPositionIds ? { decodeInPlace } : {}),
   };
 }
 

@@ -69,6 +69,7 @@ async function start(): Promise<void> {
   const model = await loadDecoderModel(graph, externalData, `${files.dir}/${files.graphFile}`, {
     intraOpThreads: init.intraOpThreads,
     spinThreads: init.spinThreads,
+    contextLength: init.contextLength,
   });
   const tokenizer = new TextTokenizer(files.tokenizerJson, files.tokenizerConfig);
   const limits: SequenceLimits = {

@@ -12,7 +12,11 @@ export async function loadTinyInProcess(): Promise<{ model: DecoderModel; tokeni
   const files = await loadModelFiles(TINY_MODEL_DIR);
   const graph = await readVerified(files.dir, files.manifest, files.graphFile);
   return {
-    model: await loadDecoderModel(graph, [], files.graphFile, { intraOpThreads: 1, spinThreads: false }),
+    model: await loadDecoderModel(graph, [], files.graphFile, {
+      intraOpThreads: 1,
+      spinThreads: false,
+      contextLength: files.config.max_position_embeddings ?? 2048,
+    }),
     tokenizer: new TextTokenizer(files.tokenizerJson, files.tokenizerConfig),
   };
 }

@@ -160,6 +160,28 @@ describe.runIf(BUILT)('SmolLM2-135M-Instruct', () => {
         expect(out.tokens, cases[i]!.label).toEqual(cases[i]!.tokens);
       });
     });
+
+    // The batch's cache is kept in place (batch-kv.ts SlotBatch): a newcomer is copied into a free row, a row
+    // that leaves is filled by another moved into it. Each prompt here joins once the one before has 3 tokens
+    // and stops after its own number of tokens, so rows join and leave a running batch at many different steps.
+    it('staggered: prompts join and leave a running batch at different steps, the same tokens as alone', async () => {
+      const maxTokens = (i: number) => reference.parity_new_tokens - (i % 4) * 7;
+      const outs: Promise<Awaited<ReturnType<typeof collect>>>[] = [];
+      for (const [i, c] of cases.entries()) {
+        let third!: () => void;
+        const started = new Promise<void>((resolve) => (third = resolve));
+        const stream = engine.submit({
+          promptIds: c.prompt_ids,
+          params: params({ maxTokens: maxTokens(i), ignoreEos: true }),
+        });
+        outs.push(collect(stream, (n) => n === 3 && third()).finally(third));
+        await started;
+      }
+      (await Promise.all(outs)).forEach((out, i) => {
+        expect(out.error).toBeUndefined();
+        expect(out.tokens, cases[i]!.label).toEqual(cases[i]!.tokens.slice(0, maxTokens(i)));
+      });
+    });
   });
 
   // Transformers.js runs the same export through its own generate(): same graph, independent loop (its own
