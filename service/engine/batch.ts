@@ -61,7 +61,7 @@ export class BatchScheduler {
     private readonly onParked: (id: number, parked: boolean) => void = () => {},
     prefixCacheBytes = PREFIX_CACHE_BYTES,
   ) {
-    this.kv = batchKv(model);
+    this.kv = batchKv(model, maxBatchSize);
     this.prefixes = new PrefixCache(prefixCacheBytes, model.numKeyValueHeads, model.headDim, model.allocKv);
   }
 

@@ -18,13 +18,17 @@ const value = (seq: number, pos: number, h: number, d: number, t: number) =>
 /** What each step saw: for row r, the sequence id its positions named (or a mismatch). */
 function fakeModel(contextLength = 4096) {
   const seen: { rows: number; length: number }[] = [];
+  const allocations: number[] = [];
   const model = {
     contextLength,
     numLayers: 1,
     numKeyValueHeads: heads,
     headDim,
     vocabSize: 1,
-    allocKv: (n: number) => new Float32Array(n),
+    allocKv: (n: number) => {
+      allocations.push(n);
+      return new Float32Array(n);
+    },
     emptyCache: (batch: number) => ({
       batch,
       length: 0,
@@ -52,7 +56,7 @@ function fakeModel(contextLength = 4096) {
       return new Float32Array(lengths.length);
     },
   } satisfies DecoderModel;
-  return { model, seen };
+  return { model, seen, allocations };
 }
 
 /** A one-row cache of `length` positions of sequence `seq`, as a prefill returns it. */
@@ -69,12 +73,13 @@ function prefilled(seq: number, length: number): KvBlock {
 
 /** Drives a SlotBatch the way the scheduler does, keeping which sequence each row holds and its length. */
 function driver(contextLength?: number) {
-  const { model, seen } = fakeModel(contextLength);
-  const kv = batchKv(model);
+  const { model, seen, allocations } = fakeModel(contextLength);
+  const kv = batchKv(model, 4);
   let rows: { seq: number; length: number }[] = [];
   return {
     kv,
     seen,
+    allocations,
     get rows() {
       return rows;
     },
@@ -167,6 +172,35 @@ describe('SlotBatch (in-place KV for graphs that take each row its own length)',
     b.regroup([1], []);
     await b.step();
     expect(b.seen.at(-1)).toEqual({ rows: 1, length: 2 + SLOT_SLACK });
+  });
+
+  it('re-strides rows of different lengths within its buffers as they grow and shrink', async () => {
+    const b = driver();
+    b.regroup(
+      [],
+      [
+        [1, 5],
+        [2, 100],
+        [3, 12],
+      ],
+    );
+    // One buffer per tensor (two here), for 4 rows at twice the positions first needed.
+    const first = 4 * heads * 2 * (100 + SLOT_SLACK) * headDim;
+    expect(b.allocations).toEqual([first, first]);
+    for (let i = 0; i < 2 * SLOT_SLACK + 1; i++) await b.step();
+    // Grown twice, both times within the same buffers.
+    expect([...new Set(b.seen.map((s) => s.length))]).toEqual([1, 2, 3].map((k) => 100 + k * SLOT_SLACK));
+    expect(b.allocations).toHaveLength(2);
+    // The longest row leaves: the others re-stride down, in place, and the newcomer lands at the new stride.
+    b.regroup([2], [[4, 3]]);
+    await b.step();
+    expect(b.seen.at(-1)).toEqual({ rows: 3, length: 12 + 2 * SLOT_SLACK + 1 + SLOT_SLACK });
+    expect(b.allocations).toHaveLength(2);
+    // A row longer than the buffers hold: new buffers, and every row copied over.
+    b.regroup([], [[5, 300]]);
+    await b.step();
+    expect(b.allocations).toHaveLength(4);
+    for (let i = 0; i < 3; i++) await b.step();
   });
 
   it('never asks the graph for more positions than the context holds', async () => {
