@@ -2,7 +2,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { type BatchKv, batchKv, type Member } from './batch-kv.js';
 import type { KvBlock } from './kv-cache.js';
 import type { DecoderModel } from './onnx.js';
-import { PrefixCache } from './prefix-cache.js';
+import { PrefixCache, type PrefixHit } from './prefix-cache.js';
 import type { Sequence } from './sequence.js';
 import type { GenerationEvent } from './types.js';
 
@@ -146,20 +146,28 @@ export class BatchScheduler {
     ) {
       const seq = this.waiting.shift()!;
       this.onScheduled(seq.id);
+      // Positions a previous prompt shares with this one come from the prefix cache; only the rest runs.
+      const hit = this.prefixes.lookup(seq.promptIds);
+      if (hit && hit.length === seq.promptIds.length - 1) {
+        // All but the last token are cached (the same prompt again: a retry, a regenerated answer): that token
+        // is fed by the next decode step, with the batch, instead of a forward of its own.
+        seq.cached = hit.length;
+        seq.nextToken = seq.promptIds[hit.length]!;
+        joining.push({ seq, cache: hit.cache });
+        continue;
+      }
       prefilled++;
-      const cache = await this.prefill(seq);
+      const cache = await this.prefill(seq, hit);
       if (cache) joining.push({ seq, cache });
       this.flush();
     }
     return joining;
   }
 
-  private async prefill(seq: Sequence): Promise<KvBlock | undefined> {
+  private async prefill(seq: Sequence, hit: PrefixHit | undefined): Promise<KvBlock | undefined> {
     const ids = seq.promptIds;
     const n = ids.length;
     try {
-      // Positions a previous prompt shares with this one come from the prefix cache; only the rest runs.
-      const hit = this.prefixes.lookup(ids);
       const start = hit?.length ?? 0;
       const { logits, cache } = await this.model.forward(
         BigInt64Array.from(ids.slice(start), BigInt),

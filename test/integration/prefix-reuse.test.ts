@@ -82,4 +82,55 @@ describe('prefix reuse', () => {
     // The first turn's prompt and 19 of its 20 tokens (the last was never fed back) come from the cache.
     expect(reused.prefillTokens).toEqual([first.length, 1 + more.length]);
   });
+
+  it('the same prompt again, while another row decodes, rides in its decode step: no forward of its own', async () => {
+    const prompt = tokenizer.encode('In the beginning God created the heaven and the earth.', false);
+    const forwards: number[] = []; // the batch size of every forward
+    const counting: DecoderModel = {
+      ...model,
+      emptyCache: (b) => model.emptyCache(b),
+      allocKv: (n) => model.allocKv(n),
+      forward: (ids, mask, pos, tokens, cache) => {
+        forwards.push(cache.batch);
+        return model.forward(ids, mask, pos, tokens, cache);
+      },
+    };
+    const tokens = new Map<number, number[]>();
+    let finished = 0;
+    let allDone: () => void = () => {};
+    const done = new Promise<void>((resolve) => {
+      allDone = resolve;
+    });
+    const limits = { contextLength: 512, eosTokenIds: new Set<number>() };
+    const sequence = (id: number, maxTokens: number) =>
+      new Sequence(
+        id,
+        { promptIds: prompt, params: params({ maxTokens, ignoreEos: true }) },
+        tokenizer,
+        limits,
+      );
+    let atJoin = -1;
+    const scheduler: BatchScheduler = new BatchScheduler(counting, 4, (batch) => {
+      for (const [id, events] of batch) {
+        for (const event of events) {
+          if (event.type === 'token') tokens.set(id, [...(tokens.get(id) ?? []), event.tokenId]);
+          if (event.type !== 'token' && ++finished === 2) allDone();
+        }
+      }
+      // Once the first sequence has 5 tokens, the same prompt arrives.
+      if (id1Tokens() === 5 && atJoin === -1) {
+        atJoin = forwards.length;
+        scheduler.submit(sequence(2, 10));
+      }
+    });
+    const id1Tokens = () => tokens.get(1)?.length ?? 0;
+    const running = scheduler.run();
+    scheduler.submit(sequence(1, 30));
+    await done;
+    scheduler.close();
+    await running;
+    // Every forward after the second request arrived was a decode step of both rows, until it finished.
+    expect(forwards.slice(atJoin, atJoin + 10)).toEqual(Array(10).fill(2));
+    expect(tokens.get(2)).toEqual(tokens.get(1)!.slice(0, 10));
+  });
 });
