@@ -15,7 +15,7 @@ export interface KvBlock {
   rightPadded?: boolean;
 }
 
-/** Destination row ← the last `keep` positions of `row` in `source`. */
+/** Destination row ← `keep` positions of `row` in `source` (its last ones, or its first if right-padded). */
 export interface RowSource {
   source: KvBlock;
   row: number;
