@@ -19,6 +19,7 @@ import { EngineError } from './engine/errors.js';
 import { ELEMENT_BYTES, GraphFormatError, graphInputTypes } from './engine/graph-inputs.js';
 import { MANIFEST_FILE, type Manifest, readManifest } from './engine/manifest.js';
 import { type HfModelConfig, loadModelFiles } from './engine/model-files.js';
+import { PREFIX_CACHE_BYTES } from './engine/prefix-cache.js';
 import { modelDirProblem } from './model-dir.js';
 import { type CommandOutput, parsedArgs } from './security/auth/commands.js';
 
@@ -98,9 +99,11 @@ export interface ModelNeeds {
   batchSize: number;
   /** KV cache with every batch slot at full context, past and present tensors both alive. */
   kvCacheBytes: number;
+  /** Prompts' KV kept for reuse (service/engine/prefix-cache.ts), full in the worst case. */
+  prefixCacheBytes: number;
   /** At start, before any request: the weights held twice (the verified bytes and onnxruntime's copy) + runtime. */
   startBytes: number;
-  /** Every slot holding contextLength tokens: the weights twice, the runtime and the full KV cache. */
+  /** Every slot holding contextLength tokens: the weights twice, the runtime, the full KV and prefix caches. */
   worstCaseBytes: number;
   /** The figure compared with the memory available: worstCaseBytes. */
   estimatedBytes: number;
@@ -284,7 +287,7 @@ export function modelNeeds(
   const runtimeBytes = Math.round(RUNTIME_BASE_BYTES + RUNTIME_BYTES_PER_PARAMETER * parameters);
   // The engine keeps the verified bytes it hashed and hands them to onnxruntime, which holds its own copy.
   const startBytes = 2 * weightsBytes + runtimeBytes;
-  const worstCaseBytes = startBytes + kvCacheBytes;
+  const worstCaseBytes = startBytes + kvCacheBytes + PREFIX_CACHE_BYTES;
   return {
     weightsBytes,
     runtimeBytes,
@@ -294,6 +297,7 @@ export function modelNeeds(
     contextLength,
     batchSize,
     kvCacheBytes,
+    prefixCacheBytes: PREFIX_CACHE_BYTES,
     startBytes,
     worstCaseBytes,
     estimatedBytes: worstCaseBytes,
@@ -473,7 +477,7 @@ function checkMemory(needs: ModelNeeds, system: SystemResources, report: Report)
     (needs.kvTypeSource === 'assumed' ? ' (assumed: the graph declares no past_key_values type)' : '');
   const summary =
     `at start ~${formatBytes(needs.startBytes)} (weights ${formatBytes(needs.weightsBytes)} × 2 + runtime ` +
-    `${formatBytes(needs.runtimeBytes)} for ${formatCount(needs.parameters)} parameters); worst case ~${formatBytes(needs.worstCaseBytes)} (+ ${kv}); ` +
+    `${formatBytes(needs.runtimeBytes)} for ${formatCount(needs.parameters)} parameters); worst case ~${formatBytes(needs.worstCaseBytes)} (+ ${kv}, + prefix cache ${formatBytes(needs.prefixCacheBytes)}); ` +
     `${formatBytes(system.memoryBytes)} available (${system.memorySource})`;
   if (needs.startBytes > system.memoryBytes) {
     report(

@@ -2,15 +2,12 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { type BatchKv, batchKv, type Member } from './batch-kv.js';
 import type { KvBlock } from './kv-cache.js';
 import type { DecoderModel } from './onnx.js';
-import { PrefixCache, type PrefixHit } from './prefix-cache.js';
+import { PREFIX_CACHE_BYTES, PrefixCache, type PrefixHit } from './prefix-cache.js';
 import type { Sequence } from './sequence.js';
 import type { GenerationEvent } from './types.js';
 
 /** `decodeRows` is the batch size of the decode step that produced the events (0 for prefill and cancels). */
 export type EmitEvents = (batch: [id: number, events: GenerationEvent[]][], decodeRows: number) => void;
-
-/** Prompt KV kept for prefix reuse (see prefix-cache.ts): SmolLM2-135M holds 46 KB a position, so ~1400 positions. */
-export const PREFIX_CACHE_BYTES = 64 * 1024 * 1024;
 
 /** A sequence out of the batch with its own KV cache (one row): parked while paused, or about to rejoin. */
 interface Parked {

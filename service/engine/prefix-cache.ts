@@ -9,6 +9,9 @@
  */
 import type { KvArray, KvBlock } from './kv-cache.js';
 
+/** Prompt KV kept for prefix reuse: SmolLM2-135M holds 46 KB a position, so ~1400 positions. */
+export const PREFIX_CACHE_BYTES = 64 * 1024 * 1024;
+
 /** Below this many shared tokens a hit saves less than the copy costs. */
 export const MIN_PREFIX_TOKENS = 8;
 

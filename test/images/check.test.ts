@@ -21,6 +21,7 @@ import {
   runChecks,
   type SystemResources,
 } from '../../service/check.js';
+import { PREFIX_CACHE_BYTES } from '../../service/engine/prefix-cache.js';
 import { UsageError } from '../../service/security/auth/commands.js';
 import { generateSigningKey, writeKeySet } from '../../service/security/auth/keys.js';
 import { ensureDevCertificate } from '../../service/tls/dev-cert.js';
@@ -122,13 +123,16 @@ describe('runChecks', () => {
   it('fails when the worst case needs more memory than there is, saying what to change', async () => {
     const { needs } = await runChecks({ env: env(), system: BIG_MACHINE });
     // Room for the model at start, not for every slot at full context.
-    const between = { ...BIG_MACHINE, memoryBytes: needs!.startBytes + needs!.kvCacheBytes / 2 };
+    const between = {
+      ...BIG_MACHINE,
+      memoryBytes: needs!.startBytes + needs!.prefixCacheBytes + needs!.kvCacheBytes / 2,
+    };
     const report = await runChecks({ env: env(), system: between });
     expect(report.ok).toBe(false);
     expect(result(report, 'memory')).toMatchObject({
       status: 'fail',
       detail: expect.stringMatching(
-        /^at start ~.* worst case ~.*\(\+ KV cache 8\.0 MiB = 16 slots \(engine\.maxBatchSize\) × 512 tokens \(engine\.contextLength\) of float32\); .* available \(test\): the worst case does not fit: lower engine\.maxBatchSize or engine\.contextLength/,
+        /^at start ~.* worst case ~.*\(\+ KV cache 8\.0 MiB = 16 slots \(engine\.maxBatchSize\) × 512 tokens \(engine\.contextLength\) of float32, \+ prefix cache 64\.0 MiB\); .* available \(test\): the worst case does not fit: lower engine\.maxBatchSize or engine\.contextLength/,
       ),
     });
     const lowered = await runChecks({ env: env({ CHATMIRROR_ENGINE_MAX_BATCH_SIZE: '4' }), system: between });
@@ -158,7 +162,7 @@ describe('runChecks', () => {
     expect(needs!.runtimeBytes).toBe(
       Math.round(RUNTIME_BASE_BYTES + RUNTIME_BYTES_PER_PARAMETER * needs!.parameters),
     );
-    expect(needs!.worstCaseBytes).toBe(needs!.startBytes + needs!.kvCacheBytes);
+    expect(needs!.worstCaseBytes).toBe(needs!.startBytes + needs!.kvCacheBytes + PREFIX_CACHE_BYTES);
     expect(needs!.estimatedBytes).toBe(needs!.worstCaseBytes);
   });
 
@@ -308,13 +312,13 @@ describe('modelNeeds', () => {
     expect(lowered.kvCacheBytes).toBe(4 * GiB);
   });
 
-  it('counts the weights twice at start, and adds the full KV cache for the worst case', () => {
+  it('counts the weights twice at start, and adds the full KV and prefix caches for the worst case', () => {
     const needs = modelNeeds({ ...hf, max_position_embeddings: 8192 }, { engine }, GiB, 'float32');
     // No intermediate_size here: the parameters are taken from the weights at 4 bytes each.
     expect(needs.parameters).toBe(GiB / 4);
     const runtime = Math.round(RUNTIME_BASE_BYTES + RUNTIME_BYTES_PER_PARAMETER * (GiB / 4));
     expect(needs.startBytes).toBe(2 * GiB + runtime);
-    expect(needs.worstCaseBytes).toBe(2 * GiB + runtime + 16 * GiB);
+    expect(needs.worstCaseBytes).toBe(2 * GiB + runtime + 16 * GiB + PREFIX_CACHE_BYTES);
   });
 
   it("counts SmolLM2-135M's parameters from its config, and lands near its measured VmRSS", () => {
