@@ -181,16 +181,8 @@ class SlotBatch implements BatchKv {
 
   async decode(tokens: BigInt64Array, lengths: readonly number[]): Promise<Float32Array> {
     const longest = lengths.reduce((max, len) => Math.max(max, len), 0);
-    if (longest + 1 > this.positions) {
-      const positions = this.fit(longest);
-      if (positions <= this.positionCapacity) this.restride(lengths, positions);
-      else
-        this.allocate(
-          lengths.map((keep, row) => ({ row, keep })),
-          this.rowCapacity,
-          positions,
-        );
-    }
+    // No room for the new positions: the same rows, in the same slots, regrouped to a longer row length.
+    if (longest + 1 > this.positions) this.regroup(lengths.map((keep, row) => ({ row, keep })));
     return this.step(tokens, lengths, this.block());
   }
 

@@ -5,8 +5,8 @@
  * clients that send oversized prompts, while Redis is killed (SIGKILL) and started again on its port, twice.
  *
  * Afterwards: the server process never exited, every well-behaved client got a complete answer or a documented
- * 429/503 in OpenAI's error shape, /ready counts return to 0, RSS stays within 20% of its value once warm (after the first outage),
- * and the server's event-loop p99 over the chaos is printed. Every phase is driven by counts of answers, never by
+ * 429/503 in OpenAI's error shape, /ready counts return to 0, RSS stays within 20% of its value once warm
+ * (after the first outage), and the server's event-loop p99 over the chaos is printed. Every phase is driven by counts of answers, never by
  * how fast the machine is; the timeouts only bound a hang.
  */
 import { spawn } from 'node:child_process';
