@@ -7,7 +7,8 @@
  * then a different question under the same system prompt (warm: the prefix cache serves the shared positions),
  * and a third turn that resends the whole conversation so far (multi-turn: only the new turn runs). Twice: with
  * a system prompt of a dozen tokens and with one of about 150, because the share of the prompt that is reused
- * sets the saving (a forward of a few tokens still reads every weight once).
+ * sets the saving (a forward of a few tokens still reads every weight once). The warm line says how many tokens
+ * the cache served and what share of the cold prompt's tokens still ran: the floor of the warm/cold ratio.
  *
  * Options (env): PREFIX_MODEL_DIR (default ~/.cache/chatmirror/models/smollm2-135m-instruct), PREFIX_GRAPH
  * (onnx/model.onnx), PREFIX_ROUNDS (5).
@@ -67,7 +68,7 @@ async function scenario(engine: Engine, { label, system }: Scenario): Promise<vo
   const cold: number[] = [];
   const warm: number[] = [];
   const turn: number[] = [];
-  let promptTokens = { cold: 0, turn: 0 };
+  let promptTokens = { cold: 0, warm: 0, warmShared: 0, turn: 0 };
   for (let r = 0; r < rounds; r++) {
     // A system prompt no earlier round used, so the first request of a round finds nothing to reuse.
     const coldSystem: ChatMessage[] = [{ role: 'system', content: system(r) }];
@@ -82,13 +83,25 @@ async function scenario(engine: Engine, { label, system }: Scenario): Promise<vo
       { role: 'user', content: 'And another?' },
     ];
     turn.push((await ttft(engine, q3)).ms);
-    promptTokens = { cold: engine.encodeChat(q1).length, turn: engine.encodeChat(q3).length };
+    const [ids1, ids2] = [engine.encodeChat(q1), engine.encodeChat(q2)];
+    let shared = 0;
+    while (shared < ids1.length && ids1[shared] === ids2[shared]) shared++;
+    promptTokens = {
+      cold: ids1.length,
+      warm: ids2.length,
+      warmShared: shared,
+      turn: engine.encodeChat(q3).length,
+    };
   }
   const c = median(cold);
   console.log(`${label}:`);
   console.log(`  cold   TTFT ${c.toFixed(1)} ms (${promptTokens.cold} prompt tokens, nothing shared)`);
+  // A forward reads every weight once whatever its length, so its cost is a fixed part plus a part per token:
+  // the warm prefill can cost no less than its share of the cold one's tokens (and costs more, by the fixed part).
+  const { cold: n, warm: w, warmShared: k } = promptTokens;
   console.log(
-    `  warm   TTFT ${median(warm).toFixed(1)} ms, ${(median(warm) / c).toFixed(2)}× cold (same system prompt, new question)`,
+    `  warm   TTFT ${median(warm).toFixed(1)} ms, ${(median(warm) / c).toFixed(2)}× cold (same system prompt, new question: ` +
+      `${k} of its ${w} prompt tokens served from the cache, ${w - k} run, ${((w - k) / n).toFixed(2)}× the cold prompt's ${n})`,
   );
   console.log(
     `  turn 2 TTFT ${median(turn).toFixed(1)} ms, ${(median(turn) / c).toFixed(2)}× cold (${promptTokens.turn} prompt tokens, the conversation resent)`,

@@ -9,8 +9,9 @@ against llama.cpp at matched precision (our fp32 vs F32, our int8 vs Q8_0). Writ
 results/compare.md and results/compare.svg. Asserts nothing about timings.
 
 Levels
-  single   one stream: raw onnxruntime-node loop, the engine (in process, batch 1), Transformers.js, and
-           llama-server -np 1 (/completion with the prompt's token ids) on F32, Q8_0 and the original Q4_1
+  single   one stream: raw onnxruntime-node loop, the engine (in process, batch 1), onnxruntime-genai's C++
+           loop on the same graph files, Transformers.js, and llama-server -np 1 (/completion with the
+           prompt's token ids) on F32, Q8_0 and the original Q4_1
   server   16 concurrent streams through chatmirror bench: chatmirror serve (HTTPS) against llama-server -np 16
 
 Environment
@@ -18,8 +19,8 @@ Environment
   COMPARE_NEW_TOKENS=64    tokens generated per request
   COMPARE_LEVELS=single,server
   COMPARE_SYSTEMS=...      a subset by id or family, e.g. raw,llama or engine-int8,llama-q8_0
-                           single: raw-fp32 raw-int8 engine-fp32 engine-int8 tjs-fp32 tjs-int8
-                                   llama-f32 llama-q8_0 llama-q4_1
+                           single: raw-fp32 raw-int8 engine-fp32 engine-int8 genai-fp32 genai-int8
+                                   tjs-fp32 tjs-int8 llama-f32 llama-q8_0 llama-q4_1
                            server: serve-fp32 serve-int8 llama-f32 llama-q8_0
   COMPARE_CONCURRENCY=16   clients at the server level
   COMPARE_LLAMA_ARGS       extra llama-server flags for every llama.cpp system, e.g. "-t 1" (a later -t wins)
@@ -29,7 +30,8 @@ Environment
   COMPARE_GGUF             the original GGUF, default $CHATMIRROR_CACHE/downloads/SmolLM2-135M-Instruct.Q4_1.gguf
 
 llama.cpp is built once by test/bench/peers/llama-cpp.sh (hash-pinned sdist, cached); its F32 and Q8_0 GGUFs are
-derived from the Q4_1 one with llama-quantize and cached under $CHATMIRROR_CACHE/peers/gguf.
+derived from the Q4_1 one with llama-quantize and cached under $CHATMIRROR_CACHE/peers/gguf. onnxruntime-genai
+comes from test/bench/peers/onnxruntime-genai.sh (hash-pinned venv, cached under $CHATMIRROR_CACHE/peers).
 `;
 
 export type Level = 'single' | 'server';
@@ -41,6 +43,8 @@ export const SINGLE_SYSTEMS = [
   'raw-int8',
   'engine-fp32',
   'engine-int8',
+  'genai-fp32',
+  'genai-int8',
   'tjs-fp32',
   'tjs-int8',
   'llama-f32',

@@ -304,6 +304,7 @@ export function renderMarkdown(r: CompareReport): string {
         ]),
       ),
     );
+    out.push(...engineVsGenai(r.single.rows));
   }
   if (r.server !== null) {
     out.push(
@@ -357,6 +358,31 @@ export function renderMarkdown(r: CompareReport): string {
   return out.join('\n');
 }
 
+/**
+ * The engine over onnxruntime-genai's loop on the same graph file, per precision (issue 12 asks for the engine
+ * within 5% of it): the engine's median tokens/s and CPU per token over genai's.
+ */
+function engineVsGenai(rows: SingleRow[]): string[] {
+  const byId = new Map(rows.map((row) => [row.id, row]));
+  const lines: string[] = [];
+  for (const p of ['fp32', 'int8']) {
+    const engine = byId.get(`engine-${p}`);
+    const genai = byId.get(`genai-${p}`);
+    if (engine === undefined || genai === undefined) continue;
+    const tps = engine.median.tokensPerSecond / genai.median.tokensPerSecond;
+    const cpu = engine.median.cpuMsPerToken / genai.median.cpuMsPerToken;
+    lines.push(`- ${p}: tok/s ${times(tps)}, CPU ms per token ${times(cpu)}`);
+  }
+  return lines.length === 0
+    ? []
+    : [
+        'chatmirror engine ÷ onnxruntime-genai on the same graph file (above 1 is faster; CPU below 1 is cheaper):',
+        '',
+        ...lines,
+        '',
+      ];
+}
+
 /** Issue 12's table: one column per system, fp32 / int8 in each cell. */
 function summaryTable(r: CompareReport): string {
   const single = new Map((r.single?.rows ?? []).map((row) => [row.id, row]));
@@ -375,6 +401,7 @@ function summaryTable(r: CompareReport): string {
         'single-stream tok/s, fp32 / int8 (Q8_0)',
         s('engine', 'tokensPerSecond'),
         s('raw', 'tokensPerSecond'),
+        s('genai', 'tokensPerSecond'),
         s('tjs', 'tokensPerSecond'),
         s('llama', 'tokensPerSecond'),
       ],
@@ -382,6 +409,7 @@ function summaryTable(r: CompareReport): string {
         'CPU ms per token, one stream, fp32 / int8',
         s('engine', 'cpuMsPerToken'),
         s('raw', 'cpuMsPerToken'),
+        s('genai', 'cpuMsPerToken'),
         s('tjs', 'cpuMsPerToken'),
         s('llama', 'cpuMsPerToken'),
       ],
@@ -398,6 +426,7 @@ function summaryTable(r: CompareReport): string {
         pair(v(key, 'serve-fp32'), v(key, 'serve-int8')),
         '—',
         '—',
+        '—',
         pair(v(key, 'llama-f32'), v(key, 'llama-q8_0')),
       ]);
     }
@@ -410,10 +439,11 @@ function summaryTable(r: CompareReport): string {
         '',
         'chatmirror engine (server: chatmirror serve)',
         'raw onnxruntime-node loop',
+        "onnxruntime-genai's loop",
         'Transformers.js',
         'llama.cpp (same weights, GGUF)',
       ],
-      ['l', 'r', 'r', 'r', 'r'],
+      ['l', 'r', 'r', 'r', 'r', 'r'],
       rows,
     ),
   ].join('\n');
@@ -424,6 +454,7 @@ function summaryTable(r: CompareReport): string {
 const CHART_NAMES: Record<string, string> = {
   raw: 'raw onnxruntime loop',
   engine: 'chatmirror engine',
+  genai: 'onnxruntime-genai',
   tjs: 'Transformers.js',
   llama: 'llama.cpp',
   serve: 'chatmirror serve',

@@ -2,11 +2,12 @@
  * Level 1, one stream: each system generates the same greedy tokens after the same prompt ids, timed from the
  * call to the last token (prefill + every new token), with the CPU time the process spent meanwhile.
  */
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { ENGINE_DEFAULTS, Engine } from '../../../service/engine/index.js';
 import { collect } from '../../helpers/collect.js';
 import { params } from '../../helpers/model.js';
 import { type GreedyRun, rawLoop, transformersJs } from '../runners.js';
+import { genaiPython, startGenaiLoop } from './genai.js';
 import { type Gguf, type LlamaCpp, type LlamaServer, llamaComplete, startLlamaServer } from './llama-cpp.js';
 import { type CompareOptions, type GgufType, selected } from './options.js';
 import { ownCpuMs, processTreeCpuMs } from './proc.js';
@@ -25,6 +26,8 @@ export interface SingleSystem {
   reference?: string | undefined;
   /** How it runs, for the report. */
   setup: string;
+  /** The versions of what it runs that the report's header should name (a peer's own package). */
+  versions?: Record<string, string>;
   prepare(rep: number): Promise<void>;
   run(): Promise<GreedyRun>;
   cpuMs(): number;
@@ -56,6 +59,7 @@ export async function singleSystems(
   const n = options.newTokens;
   const ids = prompt.ids;
   const peers = { fp32: 'llama-f32', int8: 'llama-q8_0' } as const;
+  let python: string | undefined;
   const addLlama = async (type: GgufType) => {
     const g = llama?.ggufs.find((x) => x.type === type);
     if (g === undefined || !selected(options, llamaId(g))) return;
@@ -86,6 +90,27 @@ export async function singleSystems(
         });
       }
       if (selected(options, `engine-${precision}`)) systems.push(engineSystem(options, prompt, precision));
+      if (selected(options, `genai-${precision}`)) {
+        python ??= genaiPython();
+        const work = join(options.cache, 'peers/genai-models', `${basename(options.modelDir)}-${precision}`);
+        const loop = await startGenaiLoop(python, options.modelDir, GRAPHS[precision], work);
+        const run = () => loop.generate(ids, n);
+        systems.push({
+          id: `genai-${precision}`,
+          system: 'onnxruntime-genai (its C++ loop)',
+          precision,
+          peer: peers[precision],
+          reference: `raw-${precision}`,
+          setup: `${GRAPHS[precision]} via genai_config.json (test/bench/peers/genai_loop.py): past and present share one buffer (past_present_share_buffer), greedy, min_length = max_length`,
+          versions: {
+            'onnxruntime-genai': `${loop.version} (Python package, on onnxruntime ${loop.onnxruntime})`,
+          },
+          prepare: warmOnce(run),
+          run,
+          cpuMs: () => processTreeCpuMs(loop.pid),
+          close: () => loop.stop(),
+        });
+      }
       if (selected(options, `tjs-${precision}`)) {
         const generate = await transformersJs(options.modelDir, precision === 'fp32' ? 'fp32' : 'q8');
         const run = () => generate(ids, n);
