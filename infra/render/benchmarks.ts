@@ -55,8 +55,11 @@ export function benchUnitName(stack: string): string {
 export function renderBenchmarkService(o: BenchmarkUnitOptions): string {
   const name = benchUnitName(o.stack);
   const tmp = `.${BENCH_TEXTFILE}.tmp`;
+  // `docker`, not /usr/bin/docker: Debian's docker.io puts it there, Docker's static binaries and some hosts
+  // under /usr/local/bin. systemd (239 and later) looks a bare name up on its fixed search path, and the
+  // installer's systemd-analyze verify refuses the unit on a host that has no docker there.
   const docker = [
-    '/usr/bin/docker run --rm',
+    'docker run --rm',
     `--name ${name}`,
     `--network ${o.network}`,
     '--read-only --tmpfs /tmp:rw,noexec,nosuid,size=64m',
@@ -91,7 +94,7 @@ export function renderBenchmarkService(o: BenchmarkUnitOptions): string {
     'Type=oneshot',
     // Never two runs at once, and never one that outlives the next schedule.
     'TimeoutStartSec=2h',
-    `ExecStartPre=-/usr/bin/docker rm -f ${name}`,
+    `ExecStartPre=-docker rm -f ${name}`,
     `ExecStart=${docker}`,
     `ExecStartPost=/bin/mv -f ${shq(`${o.textfileDir}/${tmp}`)} ${shq(`${o.textfileDir}/${BENCH_TEXTFILE}`)}`,
     `ExecStartPost=/usr/bin/find ${shq(o.historyDir)} -name '*.json' -type f -mtime +${o.bench.historyDays} -delete`,
