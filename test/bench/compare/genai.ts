@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import type { GreedyRun } from '../runners.js';
 
 const PEERS = fileURLToPath(new URL('../peers/', import.meta.url));
-const STARTUP_TIMEOUT_MS = 120_000;
+/** For loading the graph and for any one request (64 tokens take a few seconds even on a busy machine). */
+const ANSWER_TIMEOUT_MS = 120_000;
 
 export interface GenaiLoop {
   pid: number;
@@ -50,7 +51,8 @@ export async function startGenaiLoop(
       reject(new Error(`genai_loop.py exited (${code ?? signal}):\n${stderr}`)),
     ),
   );
-  exited.catch(() => {}); // read through next(); unhandled only if nobody is waiting
+  // next() reports the exit; this keeps an exit that no call is waiting on from being an unhandled rejection.
+  exited.catch(() => {});
   const next = async (timeoutMs: number): Promise<Record<string, unknown>> => {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -69,7 +71,7 @@ export async function startGenaiLoop(
   };
   let ready: Record<string, unknown>;
   try {
-    ready = await next(STARTUP_TIMEOUT_MS);
+    ready = await next(ANSWER_TIMEOUT_MS);
   } catch (err) {
     child.kill('SIGKILL');
     throw err;
@@ -80,7 +82,7 @@ export async function startGenaiLoop(
     onnxruntime: String(ready.onnxruntime),
     async generate(ids, newTokens) {
       child.stdin.write(`${JSON.stringify({ ids, newTokens })}\n`);
-      const out = await next(STARTUP_TIMEOUT_MS);
+      const out = await next(ANSWER_TIMEOUT_MS);
       return { tokens: out.tokens as number[], firstTokenMs: out.firstTokenMs as number };
     },
     async stop() {
