@@ -15,6 +15,8 @@ export interface GreedyRun {
   tokens: number[];
   /** From the call to the first generated token (prefill and one sampling step), in ms. */
   firstTokenMs: number;
+  /** The time between each generated token and the next, in ms, where the runner measures it. */
+  gapsMs?: number[];
 }
 
 /** Generates `newTokens` greedy tokens after `promptIds`; EOS is masked, so every run is `newTokens` long. */
@@ -110,6 +112,8 @@ export async function rawLoop(
     const t0 = performance.now();
     let firstTokenMs = 0;
     const tokens: number[] = [];
+    const gapsMs: number[] = [];
+    let previous = t0;
     let ids = promptIds.map(BigInt);
     let past = decoder.emptyPast();
     let length = 0;
@@ -119,12 +123,15 @@ export async function rawLoop(
       for (const id of suppress) last[id] = Number.NEGATIVE_INFINITY;
       const next = argmax(last);
       tokens.push(next);
-      if (step === 0) firstTokenMs = performance.now() - t0;
+      const now = performance.now();
+      if (step === 0) firstTokenMs = now - t0;
+      else gapsMs.push(now - previous);
+      previous = now;
       length += ids.length;
       ids = [BigInt(next)];
       past = decoder.presents(out);
     }
-    return { tokens, firstTokenMs };
+    return { tokens, firstTokenMs, gapsMs };
   };
 }
 
