@@ -15,6 +15,7 @@
 import { homedir, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Engine } from '../../service/engine/index.js';
+import { collect } from '../helpers/collect.js';
 import { params } from '../helpers/model.js';
 import { comparePrompt } from './compare/prompt.js';
 import { rawLoop } from './runners.js';
@@ -35,13 +36,12 @@ async function engineGaps(engine: Engine, ids: number[]): Promise<number[]> {
     promptIds: ids,
     params: params({ maxTokens: tokens, ignoreEos: true, minTokens: tokens }),
   };
-  for await (const event of engine.submit(request)) {
-    if (event.type === 'error') throw new Error(event.message);
-    if (event.type !== 'token') continue;
+  const out = await collect(engine.submit(request), () => {
     const now = performance.now();
     if (last !== 0) gaps.push(now - last);
     last = now;
-  }
+  });
+  if (out.error !== undefined) throw new Error(out.error);
   return gaps;
 }
 
