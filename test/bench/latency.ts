@@ -14,6 +14,7 @@
  */
 import { homedir, loadavg } from 'node:os';
 import { join } from 'node:path';
+import { percentile } from '../../service/bench/stats.js';
 import { Engine } from '../../service/engine/index.js';
 import { collect } from '../helpers/collect.js';
 import { params } from '../helpers/model.js';
@@ -45,11 +46,11 @@ async function engineGaps(engine: Engine, ids: number[]): Promise<number[]> {
   return gaps;
 }
 
+/** Percentiles as chatmirror bench (and so bench:compare's ITL p99) computes them. */
 function row(label: string, gaps: number[], wallMs: number, generated: number): string {
-  const s = [...gaps].sort((a, b) => a - b);
-  const q = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))]!.toFixed(1).padStart(6);
+  const q = (p: number) => percentile(gaps, p)!.toFixed(1).padStart(6);
   return (
-    `${label.padEnd(34)} ${String(s.length).padStart(5)} ${q(0.5)} ${q(0.9)} ${q(0.95)} ${q(0.99)} ${q(1)}` +
+    `${label.padEnd(34)} ${String(gaps.length).padStart(5)} ${q(50)} ${q(90)} ${q(95)} ${q(99)} ${q(100)}` +
     ` ${((generated / wallMs) * 1000).toFixed(1).padStart(7)}`
   );
 }

@@ -8,7 +8,8 @@
  * and a third turn that resends the whole conversation so far (multi-turn: only the new turn runs). Twice: with
  * a system prompt of a dozen tokens and with one of about 150, because the share of the prompt that is reused
  * sets the saving (a forward of a few tokens still reads every weight once). The warm line says how many tokens
- * the cache served and what share of the cold prompt's tokens still ran: the floor of the warm/cold ratio.
+ * the cache served and what share of the cold prompt's tokens still ran: the warm/cold ratio if a forward cost
+ * nothing but its tokens.
  *
  * Options (env): PREFIX_MODEL_DIR (default ~/.cache/chatmirror/models/smollm2-135m-instruct), PREFIX_GRAPH
  * (onnx/model.onnx), PREFIX_ROUNDS (5).
@@ -18,6 +19,7 @@ import { join } from 'node:path';
 import type { ChatMessage } from '../../service/engine/chat-template.js';
 import { Engine } from '../../service/engine/index.js';
 import { params } from '../helpers/model.js';
+import { commonPrefix } from './compare/report.js';
 
 const cache = process.env.CHATMIRROR_CACHE ?? join(homedir(), '.cache/chatmirror');
 const modelDir = process.env.PREFIX_MODEL_DIR ?? join(cache, 'models/smollm2-135m-instruct');
@@ -84,12 +86,10 @@ async function scenario(engine: Engine, { label, system }: Scenario): Promise<vo
     ];
     turn.push((await ttft(engine, q3)).ms);
     const [ids1, ids2] = [engine.encodeChat(q1), engine.encodeChat(q2)];
-    let shared = 0;
-    while (shared < ids1.length && ids1[shared] === ids2[shared]) shared++;
     promptTokens = {
       cold: ids1.length,
       warm: ids2.length,
-      warmShared: shared,
+      warmShared: commonPrefix(ids1, ids2),
       turn: engine.encodeChat(q3).length,
     };
   }
