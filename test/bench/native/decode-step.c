@@ -8,7 +8,8 @@
 //          present has the past's shape and GroupQueryAttention (pointer-equal past and present) writes only the
 //          new position, in place. logits go into a buffer of ours. onnxruntime-node can do neither: it exposes no
 //          output binding and copies every output it returns.
-// Both feed the same tokens and positions; only the step (Run plus the copy) is timed. Usage:
+// Both feed the same tokens and positions; only the step is timed: Run, plus for copy the copy into the cache and
+// freeing onnxruntime's outputs (onnxruntime-node frees them too). Usage:
 //   decode-step MODEL.onnx ROWS PROMPT_POSITIONS STEPS share|copy
 #include "onnxruntime_c_api.h"
 #include <stdio.h>
@@ -73,6 +74,7 @@ int main(int argc, char** argv) {
     steps[s] = now_ms() - t0;
     for (int i = 0; i < k; i++) g->ReleaseValue(ins[i]);
     g->ReleaseValue(outs[0]);
+    if (share) for (int t = 0; t < 2 * L; t++) g->ReleaseValue(outs[1 + t]); // copy's were released, timed, above
   }
   qsort(steps, N, sizeof(double), cmp);
   printf("%s B=%d P=%d N=%d: step p50 %.2f ms p90 %.2f p99 %.2f max %.2f\n", share ? "share" : "copy ", B, P, N, steps[N / 2], steps[N * 9 / 10], steps[N * 99 / 100], steps[N - 1]);
