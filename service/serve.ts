@@ -67,6 +67,7 @@ export async function serve(options: ServeOptions = {}): Promise<RunningService>
     graphFile: config.engine.graphFile,
     intraOpThreads: config.engine.intraOpThreads,
     spinThreads: config.engine.spinThreads,
+    runtime: config.engine.runtime,
     maxBatchSize: config.engine.maxBatchSize,
     maxQueue: config.engine.maxQueue,
     tokenizerThreads: config.engine.tokenizerThreads,

@@ -5,6 +5,7 @@
  */
 import { type Static, Type } from '@sinclair/typebox';
 import { ENGINE_DEFAULTS } from '../engine/engine.js';
+import { RUNTIMES } from '../engine/ort-session.js';
 import { SamplingBounds } from '../sampling-bounds.js';
 import { BUNDLED_MODEL_DIR } from './paths.js';
 
@@ -174,6 +175,16 @@ const EngineSchema = Type.Object(
         "Let onnxruntime's threads spin between kernels instead of sleeping: much faster decoding, at the cost " +
         'of CPU time spent waiting; false for a host whose cores other work needs.',
     }),
+    runtime: Type.Union(
+      RUNTIMES.map((r) => Type.Literal(r)),
+      {
+        default: ENGINE_DEFAULTS.runtime,
+        description:
+          "What runs the graph: native (chatmirror's binding to onnxruntime's C API, built by npm ci or " +
+          '`bash service/native/build.sh`; it writes the KV cache in place, faster), onnxruntime-node, or auto ' +
+          '(native where it is built).',
+      },
+    ),
     maxBatchSize: positiveInteger(ENGINE_DEFAULTS.maxBatchSize, 'Sequences decoded together in one step.'),
     maxQueue: positiveInteger(ENGINE_DEFAULTS.maxQueue, 'Requests that may wait for a batch slot.', 0),
     tokenizerThreads: positiveInteger(

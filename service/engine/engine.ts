@@ -5,6 +5,7 @@ import { EventChannel } from './event-channel.js';
 import type { FlowValve } from './flow.js';
 import type { ConstraintSpec } from './grammar/constraint.js';
 import { eosTokenIds, loadModelFiles } from './model-files.js';
+import type { RuntimeChoice } from './ort-session.js';
 import { TextTokenizer } from './tokenizer.js';
 import { spawnTypeScriptWorker, TokenizerPool } from './tokenizer-pool.js';
 import type { EngineStats, GenerationEvent, GenerationRequest, ModelInfo, SamplingParams } from './types.js';
@@ -17,6 +18,8 @@ export interface EngineOptions {
   intraOpThreads?: number;
   /** Let onnxruntime's threads spin between kernels instead of sleeping (see SessionOptions.spinThreads). */
   spinThreads?: boolean;
+  /** Which runtime runs the graph: chatmirror's onnxruntime binding, onnxruntime-node, or the first that loads. */
+  runtime?: RuntimeChoice;
   /** Sequences decoded together in one batched step. */
   maxBatchSize?: number;
   /** Requests allowed to wait for a batch slot; beyond that `submit` refuses at once. */
@@ -31,6 +34,7 @@ export const ENGINE_DEFAULTS = {
   graphFile: 'onnx/model.onnx',
   intraOpThreads: 0,
   spinThreads: true,
+  runtime: 'auto',
   maxBatchSize: 16,
   maxQueue: 64,
   tokenizerThreads: 1,
@@ -120,6 +124,7 @@ export class Engine {
       files,
       intraOpThreads: options.intraOpThreads ?? ENGINE_DEFAULTS.intraOpThreads,
       spinThreads: options.spinThreads ?? ENGINE_DEFAULTS.spinThreads,
+      runtime: options.runtime ?? ENGINE_DEFAULTS.runtime,
       maxBatchSize,
       contextLength,
       eosTokenIds: eos,
@@ -155,6 +160,7 @@ export class Engine {
       numKeyValueHeads: shape.numKeyValueHeads,
       headDim: shape.headDim,
       graphSha256: files.manifest.get(files.graphFile)!,
+      runtime: shape.runtime,
     };
     return new Engine(worker, info, tokenizer, chatTemplate, prompts, maxBatchSize, maxQueue);
   }

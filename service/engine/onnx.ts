@@ -1,25 +1,21 @@
 /**
- * The only module that imports onnxruntime-node. It turns a decoder-only ONNX graph (the Optimum /
- * Transformers.js `text-generation-with-past` layout) into a `DecoderModel` with one operation: run a batch
- * of new tokens against a KV cache and return logits plus the grown cache.
+ * Turns a decoder-only ONNX graph (the Optimum / Transformers.js `text-generation-with-past` layout, or
+ * chatmirror's GGUF builds) into a `DecoderModel` with one operation: run a batch of new tokens against a KV
+ * cache and return logits plus the grown cache. The graph runs through an OrtSession (ort-session.ts): the
+ * binding to onnxruntime's C API where it is built, onnxruntime-node otherwise.
  */
-import './ort-env.js';
-import * as ort from 'onnxruntime-node';
 import { EngineError } from './errors.js';
 import { appendPositions, type KvArray, type KvBlock } from './kv-cache.js';
+import {
+  createSession,
+  type OrtSession,
+  type SessionOptions,
+  type Tensor,
+  type TensorData,
+  type ValueInfo,
+} from './ort-session.js';
 
-export interface SessionOptions {
-  /** Threads for one operator; 0 lets onnxruntime pick (all cores). */
-  intraOpThreads: number;
-  /**
-   * Whether onnxruntime's pool threads spin between kernels instead of sleeping. A decode step of a small model
-   * is hundreds of short kernels, and waking a sleeping thread for each cost SmolLM2-135M int8 a fifth of its
-   * decode speed on 2 quiet cores (test/bench/profile.ts: 22 vs 17.5 ms a step). Spinning is CPU time spent
-   * waiting, and where other work shares the cores it costs more than it saves (twice as slow with another
-   * benchmark running): `engine.spinThreads: false` for such hosts.
-   */
-  spinThreads: boolean;
-}
+export type { SessionOptions } from './ort-session.js';
 
 /** What the engine knows of a model beyond its graph. */
 export interface LoadOptions extends SessionOptions {
@@ -59,6 +55,8 @@ export interface DecoderModel {
    * length, in place, so a step copies nothing of the cache; returns each row's logits (batch × vocab).
    */
   decodeInPlace?(inputIds: BigInt64Array, lengths: readonly number[], cache: KvBlock): Promise<Float32Array>;
+  /** Which runtime runs the graph (ort-session.ts). */
+  readonly runtime: OrtSession['runtime'];
 }
 
 const PAST = /^past_key_values\.(\d+)\.(key|value)$/;
@@ -79,10 +77,12 @@ const LOGITS_TO_KEEP = 'num_logits_to_keep';
  */
 const NEW_KV = 'new_key_values.';
 
-function tensorMeta(meta: readonly ort.InferenceSession.ValueMetadata[], name: string) {
+function tensorMeta(meta: readonly ValueInfo[], name: string) {
   const m = meta.find((x) => x.name === name);
-  return m?.isTensor ? m : undefined;
+  return m?.type ? m : undefined;
 }
+
+const int64 = (data: BigInt64Array, dims: readonly number[]): Tensor => ({ type: 'int64', dims, data });
 
 export async function loadDecoderModel(
   graph: Uint8Array,
@@ -90,21 +90,12 @@ export async function loadDecoderModel(
   source: string,
   options: LoadOptions,
 ): Promise<DecoderModel> {
-  const spin = options.spinThreads ? '1' : '0';
-  const session = await ort.InferenceSession.create(graph, {
-    executionProviders: ['cpu'],
-    graphOptimizationLevel: 'all',
-    executionMode: 'sequential',
-    intraOpNumThreads: options.intraOpThreads,
-    interOpNumThreads: 1,
-    extra: { session: { intra_op: { allow_spinning: spin }, inter_op: { allow_spinning: spin } } },
-    ...(externalData.length > 0 ? { externalData } : {}),
-  });
-  return describeAndWrap(session, source, options.contextLength);
+  return describeAndWrap(await createSession(graph, externalData, options), source, options.contextLength);
 }
 
-function describeAndWrap(session: ort.InferenceSession, source: string, contextLength: number): DecoderModel {
-  const inputs = session.inputNames;
+function describeAndWrap(session: OrtSession, source: string, contextLength: number): DecoderModel {
+  const inputs = session.inputs.map((m) => m.name);
+  const outputNames = session.outputs.map((m) => m.name);
   const missing = REQUIRED.filter((n) => !inputs.includes(n));
   const pastNames = inputs.filter((n) => PAST.test(n));
   if (missing.length > 0 || pastNames.length === 0) {
@@ -127,14 +118,14 @@ function describeAndWrap(session: ort.InferenceSession, source: string, contextL
   const numLayers = pastNames.length / 2;
   const presentNames = pastNames.map((n) => n.replace('past_key_values.', 'present.'));
   const newNames = pastNames.map((n) => n.replace('past_key_values.', NEW_KV));
-  const fetchNew = newNames.every((n) => session.outputNames.includes(n));
+  const fetchNew = newNames.every((n) => outputNames.includes(n));
   // Only what the engine reads: a graph's other outputs would each be copied into JS for nothing.
   const presentOutputs = ['logits', ...presentNames];
-  const absent = presentOutputs.filter((n) => !session.outputNames.includes(n));
+  const absent = presentOutputs.filter((n) => !outputNames.includes(n));
   if (absent.length > 0) {
     throw new EngineError('model_format', `${source} lacks outputs ${absent.join(', ')}`);
   }
-  const kvMeta = tensorMeta(session.inputMetadata, pastNames[0]!);
+  const kvMeta = tensorMeta(session.inputs, pastNames[0]!);
   const [, heads, , headDim] = kvMeta?.shape ?? [];
   if (typeof heads !== 'number' || typeof headDim !== 'number') {
     throw new EngineError('model_format', `${source}: ${pastNames[0]} needs fixed head and head-dim axes`);
@@ -143,12 +134,17 @@ function describeAndWrap(session: ort.InferenceSession, source: string, contextL
   if (kvType !== 'float32' && kvType !== 'float16') {
     throw new EngineError('model_format', `${source}: KV cache type ${kvType} is not supported`);
   }
-  const logitsMeta = tensorMeta(session.outputMetadata, 'logits');
+  const logitsMeta = tensorMeta(session.outputs, 'logits');
   const vocabSize = Number(logitsMeta?.shape[2]);
 
   const allocKv = (elements: number): KvArray =>
     kvType === 'float32' ? new Float32Array(elements) : new Uint16Array(elements);
-  const run = async (feeds: Record<string, ort.Tensor>, fetches: string[]) => {
+  const kvTensor = (data: TensorData, batch: number, length: number): Tensor => ({
+    type: kvType,
+    dims: [batch, heads, length, headDim],
+    data,
+  });
+  const run = async (feeds: Record<string, Tensor>, fetches: Record<string, Tensor | null>) => {
     const out = await session.run(feeds, fetches);
     if (out.logits!.type !== 'float32') {
       throw new EngineError(
@@ -158,26 +154,53 @@ function describeAndWrap(session: ort.InferenceSession, source: string, contextL
     }
     return out;
   };
-
-  const decodeInPlace = async (inputIds: BigInt64Array, lengths: readonly number[], cache: KvBlock) => {
+  const unbound = (names: string[]) => Object.fromEntries(names.map((n) => [n, null]));
+  const decodeFeeds = (
+    inputIds: BigInt64Array,
+    lengths: readonly number[],
+    cache: KvBlock,
+    width: number,
+  ) => {
     const { batch, length } = cache;
-    const width = length + 1;
     const mask = new BigInt64Array(batch * width);
     lengths.forEach((len, r) => {
       if (len >= length)
         throw new RangeError(`row ${r} holds ${len} of ${length} positions: no room for one more`);
       mask.fill(1n, r * width, r * width + len + 1);
     });
-    const feeds: Record<string, ort.Tensor> = {
-      input_ids: new ort.Tensor('int64', inputIds, [batch, 1]),
-      attention_mask: new ort.Tensor('int64', mask, [batch, width]),
-      position_ids: new ort.Tensor('int64', BigInt64Array.from(lengths, BigInt), [batch, 1]),
+    const feeds: Record<string, Tensor> = {
+      input_ids: int64(inputIds, [batch, 1]),
+      attention_mask: int64(mask, [batch, width]),
+      position_ids: int64(BigInt64Array.from(lengths, BigInt), [batch, 1]),
     };
-    if (hasLogitsToKeep) feeds[LOGITS_TO_KEEP] = new ort.Tensor('int64', BigInt64Array.of(1n), []);
+    if (hasLogitsToKeep) feeds[LOGITS_TO_KEEP] = int64(BigInt64Array.of(1n), []);
     pastNames.forEach((name, i) => {
-      feeds[name] = new ort.Tensor(kvType, cache.tensors[i]!, [batch, heads, length, headDim]);
+      feeds[name] = kvTensor(cache.tensors[i]!, batch, length);
     });
-    const out = await run(feeds, ['logits', ...newNames]);
+    return feeds;
+  };
+
+  /**
+   * Where outputs can be bound (the binding): present is bound to the past's own buffer and the mask is as wide
+   * as the cache, so present has the past's shape and GroupQueryAttention, seeing one buffer for both, writes
+   * each row's new position at its length (the mask's ones) and copies nothing else.
+   */
+  const decodeShared = async (inputIds: BigInt64Array, lengths: readonly number[], cache: KvBlock) => {
+    const fetches: Record<string, Tensor | null> = { logits: null };
+    presentNames.forEach((name, i) => {
+      fetches[name] = kvTensor(cache.tensors[i]!, cache.batch, cache.length);
+    });
+    const out = await run(decodeFeeds(inputIds, lengths, cache, cache.length), fetches);
+    return out.logits!.data as Float32Array;
+  };
+
+  /** Otherwise: the mask is one wider, present is a fresh copy, and the new positions are fetched and copied in. */
+  const decodeCopied = async (inputIds: BigInt64Array, lengths: readonly number[], cache: KvBlock) => {
+    const { batch, length } = cache;
+    const out = await run(
+      decodeFeeds(inputIds, lengths, cache, length + 1),
+      unbound(['logits', ...newNames]),
+    );
     newNames.forEach((name, t) => {
       const added = out[name]!.data as KvArray;
       const dst = cache.tensors[t]!;
@@ -201,17 +224,17 @@ function describeAndWrap(session: ort.InferenceSession, source: string, contextL
     emptyCache: (batch) => ({ batch, length: 0, tensors: pastNames.map(() => allocKv(0)) }),
     async forward(inputIds, attentionMask, positionIds, tokens, cache, recycle) {
       const { batch, length } = cache;
-      const feeds: Record<string, ort.Tensor> = {
-        input_ids: new ort.Tensor('int64', inputIds, [batch, tokens]),
-        attention_mask: new ort.Tensor('int64', attentionMask, [batch, length + tokens]),
+      const feeds: Record<string, Tensor> = {
+        input_ids: int64(inputIds, [batch, tokens]),
+        attention_mask: int64(attentionMask, [batch, length + tokens]),
       };
-      if (hasPositionIds) feeds.position_ids = new ort.Tensor('int64', positionIds, [batch, tokens]);
-      if (hasLogitsToKeep) feeds[LOGITS_TO_KEEP] = new ort.Tensor('int64', BigInt64Array.of(1n), []);
+      if (hasPositionIds) feeds.position_ids = int64(positionIds, [batch, tokens]);
+      if (hasLogitsToKeep) feeds[LOGITS_TO_KEEP] = int64(BigInt64Array.of(1n), []);
       pastNames.forEach((name, i) => {
-        // Wrapping a typed array in a Tensor does not copy it: the previous step's present becomes this past.
-        feeds[name] = new ort.Tensor(kvType, cache.tensors[i]!, [batch, heads, length, headDim]);
+        // The previous step's present becomes this past, uncopied.
+        feeds[name] = kvTensor(cache.tensors[i]!, batch, length);
       });
-      const out = await run(feeds, fetchNew ? ['logits', ...newNames] : presentOutputs);
+      const out = await run(feeds, unbound(fetchNew ? ['logits', ...newNames] : presentOutputs));
       const logits = out.logits!;
       return {
         logits: lastPositions(
@@ -237,7 +260,10 @@ function describeAndWrap(session: ort.InferenceSession, source: string, contextL
             },
       };
     },
-    ...(fetchNew && hasPositionIds ? { decodeInPlace } : {}),
+    ...(fetchNew && hasPositionIds
+      ? { decodeInPlace: session.bindsOutputs ? decodeShared : decodeCopied }
+      : {}),
+    runtime: session.runtime,
   };
 }
 

@@ -101,6 +101,8 @@ export interface ModelInfo {
   headDim: number;
   /** sha256 of the ONNX graph, from the verified manifest. */
   graphSha256: string;
+  /** What runs the graph: chatmirror's onnxruntime binding (native) or onnxruntime-node. */
+  runtime: 'native' | 'onnxruntime-node';
 }
 
 export interface EngineStats {

@@ -10,7 +10,8 @@ import type { ConstraintSpec } from './grammar/constraint.js';
 import { grammarVocabulary } from './grammar/vocabulary.js';
 import { readVerified } from './manifest.js';
 import type { ModelFiles } from './model-files.js';
-import { loadDecoderModel } from './onnx.js';
+import { type DecoderModel, loadDecoderModel } from './onnx.js';
+import type { RuntimeChoice } from './ort-session.js';
 import { Sequence, type SequenceLimits } from './sequence.js';
 import { TextTokenizer } from './tokenizer.js';
 import type { GenerationEvent, GenerationRequest } from './types.js';
@@ -19,6 +20,7 @@ export interface WorkerInit {
   files: ModelFiles;
   intraOpThreads: number;
   spinThreads: boolean;
+  runtime: RuntimeChoice;
   maxBatchSize: number;
   contextLength: number;
   eosTokenIds: number[];
@@ -39,6 +41,7 @@ export interface LoadedShape {
   numKeyValueHeads: number;
   headDim: number;
   vocabSize: number;
+  runtime: DecoderModel['runtime'];
 }
 
 export type FromWorker =
@@ -69,6 +72,7 @@ async function start(): Promise<void> {
   const model = await loadDecoderModel(graph, externalData, `${files.dir}/${files.graphFile}`, {
     intraOpThreads: init.intraOpThreads,
     spinThreads: init.spinThreads,
+    runtime: init.runtime,
     contextLength: init.contextLength,
   });
   const tokenizer = new TextTokenizer(files.tokenizerJson, files.tokenizerConfig);
@@ -141,6 +145,7 @@ async function start(): Promise<void> {
     numKeyValueHeads: model.numKeyValueHeads,
     headDim: model.headDim,
     vocabSize: model.vocabSize,
+    runtime: model.runtime,
   };
   port.postMessage({ type: 'ready', shape } satisfies FromWorker);
   await scheduler.run();

@@ -15,6 +15,7 @@ export async function loadTinyInProcess(): Promise<{ model: DecoderModel; tokeni
     model: await loadDecoderModel(graph, [], files.graphFile, {
       intraOpThreads: 1,
       spinThreads: false,
+      runtime: 'auto',
       contextLength: files.config.max_position_embeddings ?? 2048,
     }),
     tokenizer: new TextTokenizer(files.tokenizerJson, files.tokenizerConfig),

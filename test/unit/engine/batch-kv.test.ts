@@ -55,6 +55,7 @@ function fakeModel(contextLength = 4096) {
       });
       return new Float32Array(lengths.length);
     },
+    runtime: 'onnxruntime-node',
   } satisfies DecoderModel;
   return { model, seen, allocations };
 }
