@@ -3,6 +3,8 @@
  * OrtSession. The binding is built by service/native/build.sh (npm's postinstall tries); where it is not, the
  * engine runs on onnxruntime-node.
  */
+// Before the binding loads libonnxruntime: no telemetry (ort-env.ts says why).
+import './ort-env.js';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { OrtSession, SessionOptions, Tensor, TensorData, ValueInfo } from './ort-session.js';
