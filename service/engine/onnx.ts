@@ -155,6 +155,28 @@ function describeAndWrap(session: OrtSession, source: string, contextLength: num
     return out;
   };
   const unbound = (names: string[]) => Object.fromEntries(names.map((n) => [n, null]));
+  /** The feeds of one step: `tokens` new ids per row, a mask as wide as the positions attended, the past. */
+  const feedsFor = (
+    inputIds: BigInt64Array,
+    mask: BigInt64Array,
+    positionIds: BigInt64Array,
+    tokens: number,
+    cache: KvBlock,
+  ) => {
+    const { batch, length } = cache;
+    const feeds: Record<string, Tensor> = {
+      input_ids: int64(inputIds, [batch, tokens]),
+      attention_mask: int64(mask, [batch, mask.length / batch]),
+    };
+    if (hasPositionIds) feeds.position_ids = int64(positionIds, [batch, tokens]);
+    if (hasLogitsToKeep) feeds[LOGITS_TO_KEEP] = int64(BigInt64Array.of(1n), []);
+    pastNames.forEach((name, i) => {
+      // The previous step's present (or the slots' own buffer) becomes this past, uncopied.
+      feeds[name] = kvTensor(cache.tensors[i]!, batch, length);
+    });
+    return feeds;
+  };
+  /** One decode step's feeds: each row's next position after its `lengths[r]` and a mask `width` wide. */
   const decodeFeeds = (
     inputIds: BigInt64Array,
     lengths: readonly number[],
@@ -168,16 +190,7 @@ function describeAndWrap(session: OrtSession, source: string, contextLength: num
         throw new RangeError(`row ${r} holds ${len} of ${length} positions: no room for one more`);
       mask.fill(1n, r * width, r * width + len + 1);
     });
-    const feeds: Record<string, Tensor> = {
-      input_ids: int64(inputIds, [batch, 1]),
-      attention_mask: int64(mask, [batch, width]),
-      position_ids: int64(BigInt64Array.from(lengths, BigInt), [batch, 1]),
-    };
-    if (hasLogitsToKeep) feeds[LOGITS_TO_KEEP] = int64(BigInt64Array.of(1n), []);
-    pastNames.forEach((name, i) => {
-      feeds[name] = kvTensor(cache.tensors[i]!, batch, length);
-    });
-    return feeds;
+    return feedsFor(inputIds, mask, BigInt64Array.from(lengths, BigInt), 1, cache);
   };
 
   /**
@@ -224,16 +237,7 @@ function describeAndWrap(session: OrtSession, source: string, contextLength: num
     emptyCache: (batch) => ({ batch, length: 0, tensors: pastNames.map(() => allocKv(0)) }),
     async forward(inputIds, attentionMask, positionIds, tokens, cache, recycle) {
       const { batch, length } = cache;
-      const feeds: Record<string, Tensor> = {
-        input_ids: int64(inputIds, [batch, tokens]),
-        attention_mask: int64(attentionMask, [batch, length + tokens]),
-      };
-      if (hasPositionIds) feeds.position_ids = int64(positionIds, [batch, tokens]);
-      if (hasLogitsToKeep) feeds[LOGITS_TO_KEEP] = int64(BigInt64Array.of(1n), []);
-      pastNames.forEach((name, i) => {
-        // The previous step's present becomes this past, uncopied.
-        feeds[name] = kvTensor(cache.tensors[i]!, batch, length);
-      });
+      const feeds = feedsFor(inputIds, attentionMask, positionIds, tokens, cache);
       const out = await run(feeds, unbound(fetchNew ? ['logits', ...newNames] : presentOutputs));
       const logits = out.logits!;
       return {

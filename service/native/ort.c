@@ -313,9 +313,12 @@ static void free_run(napi_env env, Run* run) {
 }
 
 // An OrtValue over a JavaScript typed array, checked against `type` and `dims`: [type, dims, data].
-static OrtValue* tensor_over(napi_env env, napi_value spec, const char* what, Run* run) {
+// The tensor described by spec[at], spec[at + 1], spec[at + 2] (type, dims, data): inputs come as
+// [name, type, dims, data] and bound outputs as [type, dims, data], read in place rather than re-packed.
+static OrtValue* tensor_over(napi_env env, napi_value spec, uint32_t at, const char* what, Run* run) {
   char message[256];
-  napi_value js_type = element_at(env, spec, 0), js_dims = element_at(env, spec, 1), data = element_at(env, spec, 2);
+  napi_value js_type = element_at(env, spec, at), js_dims = element_at(env, spec, at + 1),
+             data = element_at(env, spec, at + 2);
   char* type = get_string(env, js_type);
   const struct element* e = NULL;
   for (size_t i = 0; type && i < ELEMENT_TYPES; i++)
@@ -487,12 +490,8 @@ static napi_value run(napi_env env, napi_callback_info info) {
   for (size_t i = 0; i < r->n_in; i++) {
     napi_value spec = element_at(env, argv[1], (uint32_t)i);
     r->in_names[i] = get_string(env, element_at(env, spec, 0));
-    napi_value rest;
-    // [name, type, dims, data] → tensor_over's [type, dims, data]
-    napi_create_array_with_length(env, 3, &rest);
-    for (uint32_t k = 0; k < 3; k++) napi_set_element(env, rest, k, element_at(env, spec, k + 1));
     snprintf(what, sizeof what, "input %s", r->in_names[i] ? r->in_names[i] : "?");
-    if (!r->in_names[i] || !(r->ins[i] = tensor_over(env, rest, what, r))) {
+    if (!r->in_names[i] || !(r->ins[i] = tensor_over(env, spec, 1, what, r))) {
       free_run(env, r);
       return NULL;
     }
@@ -503,7 +502,7 @@ static napi_value run(napi_env env, napi_callback_info info) {
     napi_valuetype kind;
     napi_typeof(env, bind, &kind);
     snprintf(what, sizeof what, "output %s", r->out_names[i] ? r->out_names[i] : "?");
-    if (!r->out_names[i] || (kind == napi_object && !(r->outs[i] = tensor_over(env, bind, what, r)))) {
+    if (!r->out_names[i] || (kind == napi_object && !(r->outs[i] = tensor_over(env, bind, 0, what, r)))) {
       free_run(env, r);
       return NULL;
     }
