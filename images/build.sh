@@ -190,10 +190,16 @@ if [ -n "$extra_ca" ] && [ -f "$extra_ca" ]; then
   extra_files=(-C "$context_extra" build-extra-ca.pem)
   log "the build trusts $extra_ca for npm"
 fi
+# onnxruntime's C API headers for the service's native binding, as the module zip c-api-headers.sh verified
+# (it is served by the Go module proxy, which the build's apt and npm do not need; the image build checks the
+# zip's hash again before it unzips it).
+cp "$(bash "$repo/service/native/c-api-headers.sh" --zip)" "$context_extra/onnxruntime_go.zip" ||
+  die "could not fetch onnxruntime's C API headers (service/native/c-api-headers.sh)"
+extra_files+=(-C "$context_extra" onnxruntime_go.zip)
 # RUN steps share the host's network: npm ci reaches the registry the way this machine does, and dockerd needs
-# no NAT rules for it.
-tar -c -C "$repo" package.json package-lock.json tsconfig.json service test/fixtures/models/tiny-llama \
-  images/healthcheck.mjs "${extra_files[@]}" |
+# no NAT rules for it. A binding built on this machine (service/native/build) stays out: the image builds its own.
+tar -c -C "$repo" --exclude=service/native/build package.json package-lock.json tsconfig.json service \
+  test/fixtures/models/tiny-llama images/healthcheck.mjs "${extra_files[@]}" |
   DOCKER_BUILDKIT=0 "$docker" build --force-rm --network host -f service/Dockerfile "${build_args[@]}" -t "$service" - \
     >"$cache/service-build.log" 2>&1 || {
   tail -n 40 "$cache/service-build.log" >&2

@@ -93,6 +93,14 @@ export async function serve(options: ServeOptions = {}): Promise<RunningService>
   // Last line only: known failure paths handle their own errors; this keeps a missed one from killing streams.
   const stopLoggingRejections = logUnhandledRejections(app.log, app.metrics?.unhandledRejections);
   const baseUrl = serviceBaseUrl(config, app.server.address());
+  // Which runtime runs the graph decides decode speed (ort.c says why), so an operator should see it.
+  const { name, runtime } = engine.info;
+  app.log.info(
+    { model: name, runtime },
+    runtime === 'native' || config.engine.runtime !== 'auto'
+      ? `engine: ${name} on ${runtime}`
+      : `engine: ${name} on ${runtime}: chatmirror's onnxruntime binding is not built, decoding is slower (bash service/native/build.sh)`,
+  );
   const metricsListener =
     app.metrics && config.metrics.port !== undefined
       ? await startMetricsListener(app.metrics, { host: config.server.host, port: config.metrics.port })

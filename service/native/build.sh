@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds service/native/ort.c into service/native/build/chatmirror-ort.node, the engine's binding to onnxruntime's
 # C API (service/engine/ort-native.ts loads it; without it the engine runs on onnxruntime-node, slower: ort.c says
-# why). Needs a C compiler, Node's headers (node_api.h) and onnxruntime's C API headers (c-api-headers.sh fetches
-# them once, pinned by hash). Links against the libonnxruntime.so.1 in onnxruntime-node's package, found at run
+# why). Needs a C compiler, the Node-API headers (npm's node-api-headers, a devDependency; else Node's own
+# include/node) and onnxruntime's C API headers (c-api-headers.sh fetches them once, pinned by hash). Links against the libonnxruntime.so.1 in onnxruntime-node's package, found at run
 # time relative to the binding ($ORIGIN/../../../node_modules), which holds in the repository and in the image.
 #
 #   bash service/native/build.sh              # fails if it cannot build
@@ -15,8 +15,11 @@ OUT="$ROOT/service/native/build/chatmirror-ort.node"
 build() {
   local cc="${CC:-cc}" node_include="" dir ort_lib include
   command -v "$cc" >/dev/null || { echo "no C compiler ($cc)"; return 1; }
-  # Node's own headers: beside an official binary, or where Debian's nodejs puts them.
-  for dir in "$(node -p 'require("path").resolve(process.execPath, "../../include/node")')" /usr/include/node \
+  # Node-API is one ABI across Node releases, so its headers need not come from the Node that runs: the npm
+  # package first (npm's node-linux-<arch>, the images' Node, ships none), then Node's own, beside an official
+  # binary or where Debian's nodejs puts them.
+  for dir in "$ROOT/node_modules/node-api-headers/include" \
+    "$(node -p 'require("path").resolve(process.execPath, "../../include/node")')" /usr/include/node \
     /usr/local/include/node; do
     [ -f "$dir/node_api.h" ] && { node_include="$dir"; break; }
   done

@@ -261,6 +261,8 @@ describe.skipIf(!IMAGE_TESTS)(`service image, demo defaults${SKIPPED}`, () => {
     const token = /export CHATMIRROR_TOKEN=(\S+)/.exec(logs)![1]!;
     // ORT_DISABLE_TELEMETRY=1: onnxruntime's telemetry (which logs its start-up) never initialises.
     expect(logs).not.toMatch(/telemetry/i);
+    // The image carries chatmirror's onnxruntime binding (built in its build stage), and auto picks it.
+    expect(logs).toMatch(/"runtime":"native"/);
     // The certificate was generated in the container's tmpfs; trust exactly that one.
     const ca = await docker(['exec', name, 'cat', '/tmp/chatmirror/dev-tls/cert.pem']);
     const [published] = await hostPort(name);
@@ -343,7 +345,7 @@ describe.skipIf(!IMAGE_TESTS)(`service image, demo defaults${SKIPPED}`, () => {
     expect(installed.filter((p) => !listed.has(p))).toEqual([]);
   });
 
-  it('holds the app and nothing from the build stages (such as their CA bundle)', async () => {
+  it('holds the app and nothing from the build stages (their CA bundle, C compiler, headers)', async () => {
     const listing = await docker([
       'run',
       '--rm',
@@ -355,7 +357,8 @@ describe.skipIf(!IMAGE_TESTS)(`service image, demo defaults${SKIPPED}`, () => {
       'sh',
       digests.images.service.reference,
       '-c',
-      'ls -A /app && find / -xdev -name build-extra-ca.pem',
+      'ls -A /app && find / -xdev \\( -name build-extra-ca.pem -o -name onnxruntime_go.zip -o -name node_api.h \\) ' +
+        '&& command -v cc gcc; true',
     ]);
     expect(listing.split('\n').sort()).toEqual([
       'healthcheck.mjs',
