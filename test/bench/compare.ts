@@ -18,6 +18,7 @@ import { renderSvg } from '../../service/bench/chart.js';
 import { describeMachine } from '../../service/bench/machine.js';
 import { writeAtomically } from '../../service/bench/output.js';
 import { readManifest } from '../../service/engine/manifest.js';
+import { BINDING_PATH } from '../../service/engine/ort-native.js';
 import {
   type Gguf,
   gguf,
@@ -141,6 +142,10 @@ async function main(): Promise<void> {
     node: process.version,
     'onnxruntime-node': packageVersion('onnxruntime-node'),
     '@huggingface/transformers': packageVersion('@huggingface/transformers'),
+    // engine.runtime auto, as the engine and chatmirror serve run here: the binding where it is built.
+    'chatmirror engine.runtime': existsSync(BINDING_PATH)
+      ? 'native (service/native binding)'
+      : 'onnxruntime-node (the binding is not built)',
   };
   if (llama !== undefined) versions['llama.cpp'] = `${llama.tools.version} (${llama.tools.sdist} sdist)`;
 
