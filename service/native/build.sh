@@ -2,8 +2,9 @@
 # Builds service/native/ort.c into service/native/build/chatmirror-ort.node, the engine's binding to onnxruntime's
 # C API (service/engine/ort-native.ts loads it; without it the engine runs on onnxruntime-node, slower: ort.c says
 # why). Needs a C compiler, the Node-API headers (npm's node-api-headers, a devDependency; else Node's own
-# include/node) and onnxruntime's C API headers (c-api-headers.sh fetches them once, pinned by hash). Links against the libonnxruntime.so.1 in onnxruntime-node's package, found at run
-# time relative to the binding ($ORIGIN/../../../node_modules), which holds in the repository and in the image.
+# include/node) and onnxruntime's C API headers (c-api-headers.sh fetches them once, pinned by hash). Links
+# against the libonnxruntime.so.1 in onnxruntime-node's package, found at run time relative to the binding
+# ($ORIGIN/../../../node_modules), which holds in the repository and in the image.
 #
 #   bash service/native/build.sh              # fails if it cannot build
 #   bash service/native/build.sh --optional   # npm's postinstall: says why it could not, and exits 0
