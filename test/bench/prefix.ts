@@ -12,12 +12,13 @@
  * nothing but its tokens.
  *
  * Options (env): PREFIX_MODEL_DIR (default ~/.cache/chatmirror/models/smollm2-135m-instruct), PREFIX_GRAPH
- * (onnx/model.onnx), PREFIX_ROUNDS (5).
+ * (onnx/model.onnx), PREFIX_ROUNDS (5), PREFIX_RUNTIME (engine.runtime: auto, native or onnxruntime-node).
  */
 import { homedir, loadavg } from 'node:os';
 import { join } from 'node:path';
 import type { ChatMessage } from '../../service/engine/chat-template.js';
 import { Engine } from '../../service/engine/index.js';
+import type { RuntimeChoice } from '../../service/engine/ort-session.js';
 import { params } from '../helpers/model.js';
 import { commonPrefix } from './compare/report.js';
 
@@ -25,6 +26,7 @@ const cache = process.env.CHATMIRROR_CACHE ?? join(homedir(), '.cache/chatmirror
 const modelDir = process.env.PREFIX_MODEL_DIR ?? join(cache, 'models/smollm2-135m-instruct');
 const graphFile = process.env.PREFIX_GRAPH ?? 'onnx/model.onnx';
 const rounds = Number(process.env.PREFIX_ROUNDS ?? 5);
+const runtime = (process.env.PREFIX_RUNTIME ?? 'auto') as RuntimeChoice;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -109,9 +111,9 @@ async function scenario(engine: Engine, { label, system }: Scenario): Promise<vo
 }
 
 async function main(): Promise<void> {
-  const engine = await Engine.load(modelDir, { graphFile, maxBatchSize: 1 });
+  const engine = await Engine.load(modelDir, { graphFile, maxBatchSize: 1, runtime });
   try {
-    console.log(`${engine.info.name} (${graphFile}), ${rounds} rounds, medians; load average ${load()}`);
+    console.log(`${engine.info.name} (${graphFile}, on ${engine.info.runtime}), ${rounds} rounds, medians; load average ${load()}`);
     for (const s of SCENARIOS) await scenario(engine, s);
     console.log(`load average after: ${load()}`);
   } finally {
