@@ -113,7 +113,9 @@ async function scenario(engine: Engine, { label, system }: Scenario): Promise<vo
 async function main(): Promise<void> {
   const engine = await Engine.load(modelDir, { graphFile, maxBatchSize: 1, runtime });
   try {
-    console.log(`${engine.info.name} (${graphFile}, on ${engine.info.runtime}), ${rounds} rounds, medians; load average ${load()}`);
+    console.log(
+      `${engine.info.name} (${graphFile}, on ${engine.info.runtime}), ${rounds} rounds, medians; load average ${load()}`,
+    );
     for (const s of SCENARIOS) await scenario(engine, s);
     console.log(`load average after: ${load()}`);
   } finally {
