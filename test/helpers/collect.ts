@@ -1,4 +1,6 @@
+import type { Engine } from '../../service/engine/index.js';
 import type { FinishEvent, GenerationEvent, TokenEvent } from '../../service/engine/types.js';
+import { params } from './model.js';
 
 export interface Collected {
   tokens: number[];
@@ -28,4 +30,24 @@ export async function collect(
     }
   }
   return out;
+}
+
+/**
+ * Submits each prompt once the one before has 3 tokens, each stopping after its own `maxTokens(i)` (EOS
+ * ignored), so rows join and leave a running batch at many different steps; resolves with every stream drained.
+ */
+export async function staggered(
+  engine: Pick<Engine, 'submit'>,
+  prompts: readonly number[][],
+  maxTokens: (i: number) => number,
+): Promise<Collected[]> {
+  const outs: Promise<Collected>[] = [];
+  for (const [i, promptIds] of prompts.entries()) {
+    let third!: () => void;
+    const started = new Promise<void>((resolve) => (third = resolve));
+    const stream = engine.submit({ promptIds, params: params({ maxTokens: maxTokens(i), ignoreEos: true }) });
+    outs.push(collect(stream, (n) => n === 3 && third()).finally(third));
+    await started;
+  }
+  return Promise.all(outs);
 }

@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../service/engine/index.js';
 import { BINDING_PATH } from '../../service/engine/ort-native.js';
-import { collect } from '../helpers/collect.js';
+import { collect, staggered } from '../helpers/collect.js';
 import { params, TINY_MODEL_DIR } from '../helpers/model.js';
 import { SMOLLM2_BUILT, SMOLLM2_DIR } from '../helpers/smollm2.js';
 
@@ -31,25 +31,16 @@ describe.runIf(REQUIRED && !BUILT)('the onnxruntime binding (required)', () => {
   });
 });
 
-/** Each prompt joins once the one before has 3 tokens and stops after its own count, as smollm2.test.ts does. */
-async function staggered(engine: Engine, prompts: number[][], maxTokens: (i: number) => number) {
-  const outs: ReturnType<typeof collect>[] = [];
-  for (const [i, promptIds] of prompts.entries()) {
-    let third!: () => void;
-    const started = new Promise<void>((resolve) => (third = resolve));
-    const stream = engine.submit({ promptIds, params: params({ maxTokens: maxTokens(i), ignoreEos: true }) });
-    outs.push(collect(stream, (n) => n === 3 && third()).finally(third));
-    await started;
-  }
-  return Promise.all(outs);
-}
+const PROMPTS = [
+  'What is the capital of France?',
+  'Write a haiku about the sea.',
+  'List three prime numbers.',
+  'Explain recursion to a child in one sentence.',
+  'Translate "good morning" into Spanish.',
+  'What is 12 times 12?',
+];
 
-function compareRuntimes(
-  label: string,
-  modelDir: () => string,
-  graphFile: string | undefined,
-  prompts: () => string[],
-) {
+function compareRuntimes(label: string, modelDir: string, graphFile?: string) {
   describe(label, () => {
     let native: Engine;
     let node: Engine;
@@ -57,9 +48,9 @@ function compareRuntimes(
 
     beforeAll(async () => {
       const options = { graphFile, maxBatchSize: 4, intraOpThreads: 2 };
-      native = await Engine.load(modelDir(), { ...options, runtime: 'auto' });
-      node = await Engine.load(modelDir(), { ...options, runtime: 'onnxruntime-node' });
-      ids = prompts().map((content) => native.encodeChat([{ role: 'user', content }]));
+      native = await Engine.load(modelDir, { ...options, runtime: 'auto' });
+      node = await Engine.load(modelDir, { ...options, runtime: 'onnxruntime-node' });
+      ids = PROMPTS.map((content) => native.encodeChat([{ role: 'user', content }]));
     }, 300_000);
 
     afterAll(async () => {
@@ -97,28 +88,9 @@ function compareRuntimes(
   });
 }
 
-const PROMPTS = [
-  'What is the capital of France?',
-  'Write a haiku about the sea.',
-  'List three prime numbers.',
-  'Explain recursion to a child in one sentence.',
-  'Translate "good morning" into Spanish.',
-  'What is 12 times 12?',
-];
-
 describe.runIf(BUILT)('the onnxruntime binding against onnxruntime-node', () => {
-  compareRuntimes(
-    'the bundled test model (fp32)',
-    () => TINY_MODEL_DIR,
-    undefined,
-    () => PROMPTS,
-  );
+  compareRuntimes('the bundled test model (fp32)', TINY_MODEL_DIR);
   describe.runIf(SMOLLM2_BUILT)('SmolLM2-135M-Instruct', () => {
-    compareRuntimes(
-      'int8 graph',
-      () => SMOLLM2_DIR,
-      'onnx/model_quantized.onnx',
-      () => PROMPTS,
-    );
+    compareRuntimes('int8 graph', SMOLLM2_DIR, 'onnx/model_quantized.onnx');
   });
 });

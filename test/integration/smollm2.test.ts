@@ -13,7 +13,7 @@ import { AutoModelForCausalLM, env, Tensor } from '@huggingface/transformers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChatMessage } from '../../service/engine/chat-template.js';
 import { Engine } from '../../service/engine/index.js';
-import { collect } from '../helpers/collect.js';
+import { collect, staggered } from '../helpers/collect.js';
 import { params } from '../helpers/model.js';
 import {
   SMOLLM2_BUILT as BUILT,
@@ -166,18 +166,12 @@ describe.runIf(BUILT)('SmolLM2-135M-Instruct', () => {
     // and stops after its own number of tokens, so rows join and leave a running batch at many different steps.
     it('staggered: prompts join and leave a running batch at different steps, the same tokens as alone', async () => {
       const maxTokens = (i: number) => reference.parity_new_tokens - (i % 4) * 7;
-      const outs: Promise<Awaited<ReturnType<typeof collect>>>[] = [];
-      for (const [i, c] of cases.entries()) {
-        let third!: () => void;
-        const started = new Promise<void>((resolve) => (third = resolve));
-        const stream = engine.submit({
-          promptIds: c.prompt_ids,
-          params: params({ maxTokens: maxTokens(i), ignoreEos: true }),
-        });
-        outs.push(collect(stream, (n) => n === 3 && third()).finally(third));
-        await started;
-      }
-      (await Promise.all(outs)).forEach((out, i) => {
+      const outs = await staggered(
+        engine,
+        cases.map((c) => c.prompt_ids),
+        maxTokens,
+      );
+      outs.forEach((out, i) => {
         expect(out.error).toBeUndefined();
         expect(out.tokens, cases[i]!.label).toEqual(cases[i]!.tokens.slice(0, maxTokens(i)));
       });
